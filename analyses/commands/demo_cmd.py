@@ -1,97 +1,93 @@
-"""`attnlab demo`: the main job on the embedded default model (MiniLM), in about a minute.
+"""`attnlab demo`: one command that fills every dashboard page (about a minute on 2 CPU cores).
 
-Loads the real all-MiniLM-L6-v2, checks it against the HF model it was converted from (the
-parity goes into the run manifest, DESIGN §11), runs the probes (attention entropy with the
-Zhai et al. bound, massive activations, head output norms) over the built-in sentences, writes
-one run, and prints a summary and the command that opens the dashboard.
+    attnlab demo                      # all stages: probes, redundancy, circuits, sae
+    attnlab demo --quick              # only the MiniLM probes (the old minimal demo)
+    attnlab demo --only circuits,sae  # some stages
+
+Each stage (:mod:`analyses.demo_stages`) writes its own run: MiniLM probes (checked against the
+HF model they were converted from, DESIGN §11), the organism's redundancy study, its IOI
+circuit report and its shipped SAE's feature tables. Prints each stage's run and time, then
+the command that opens the dashboard.
 """
 
 from __future__ import annotations
 
 import time
 
+SIZES = ("default sample sizes keep the whole demo near 1 min wall / 60 s CPU on 2 idle CPU "
+         "cores (~15 s of it is importing torch, TransformerLens and SAE-Lens)")
+
 
 def register(sub, common) -> None:
     p = sub.add_parser(
-        "demo", parents=[common], help="run the probes on MiniLM and write a run (~1 min)",
-        description="The main job on the embedded default model: load MiniLM, run entropy, "
-        "massive-activation and head-norm probes on the built-in sentences, write a run.",
+        "demo", parents=[common],
+        help="fill every dashboard page: probes, redundancy, circuit report, SAE features (~1 min)",
+        description="Run every analysis on a small sample and write one run per dashboard page: "
+        "MiniLM probes (entropy, massive activations, head norms) over the built-in sentences; "
+        "the organism's redundancy study, IOI circuit report and shipped-SAE feature tables. "
+        f"The {SIZES}; larger samples: the individual commands (attnlab probe / redundancy / "
+        "report circuit / sae features).",
     )
+    p.add_argument("--only", default="probes,redundancy,circuits,sae",
+                   help="comma-separated stages to run (default: all four)")
+    p.add_argument("--quick", action="store_true",
+                   help="only the MiniLM probes (same as --only probes, ~20 s)")
     p.add_argument("--n-sentences", type=int, default=None,
-                   help="use only the first N built-in sentences (default: all)")
-    p.add_argument("--batch-size", type=int, default=32)
+                   help="probes: use only the first N built-in sentences (default: all)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="probes: sentences per batch (default 32)")
     p.add_argument(
-        "--massive-ratio", type=float, default=100.0,
-        help="ratio-to-median threshold for massive activations (default 100: MiniLM's "
+        "--massive-ratio", type=float, default=None,
+        help="probes: ratio-to-median threshold for massive activations (default 100: MiniLM's "
         "massive dim 99 is ~300-600x its median, below Sun et al.'s ~1000x for large LLMs)",
     )
+    p.add_argument("--n-items", type=int, default=None,
+                   help="redundancy/circuits: organism task items (prompt pairs) per task "
+                   "(default 64)")
+    p.add_argument("--sae-tokens", type=int, default=None,
+                   help="sae: held-out organism tokens scanned for the feature tables "
+                   "(default 10000)")
     p.set_defaults(func=run)
 
 
-def hf_parity(loaded, sentences: list[str]) -> float:
-    """Max |hidden(attnlab) - hidden(HF BertModel)| over real tokens of ``sentences``."""
-    import torch
-
-    from probes.models import load_hf_minilm
-    from probes.tokens import forward, tokenize
-
-    hf, tok = load_hf_minilm()
-    tokens = tokenize(loaded, sentences)
-    enc = tok(sentences, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        ref = hf(**enc).last_hidden_state
-        ours = forward(loaded, tokens).cpu()
-    return float((ours - ref)[enc["attention_mask"].bool()].abs().max())
-
-
 def run(args) -> int:
-    import torch
-
-    from data.sentences import builtin_sentences
+    from analyses.demo_stages import ORGANISM_STAGES, DemoConfig, Models, parse_stages, run_stage
     from data.store import RunStore
-    from probes.massive import MassiveConfig
-    from probes.models import load_model
-    from probes.pipeline import ProbeConfig, run_probes
+    from probes.models import ModelNotAvailable
 
-    t0 = time.perf_counter()
-    sentences = builtin_sentences()
-    if args.n_sentences is not None:
-        if args.n_sentences < 1:
-            raise ValueError("--n-sentences must be >= 1")
-        sentences = sentences[: args.n_sentences]
-    print("loading minilm (all-MiniLM-L6-v2, offline) ... ", end="", flush=True)
-    loaded = load_model("minilm", device=args.device)
-    parity = hf_parity(loaded, sentences[:8])
-    print(f"done; max |diff| vs HF BertModel = {parity:.1e}")
-    store = RunStore(args.runs_dir)
-    probe_cfg = ProbeConfig(massive=MassiveConfig(ratio_threshold=args.massive_ratio))
-    config = {"n_sentences": len(sentences), "batch_size": args.batch_size,
-              "massive_abs": probe_cfg.massive.abs_threshold,
-              "massive_ratio": probe_cfg.massive.ratio_threshold}
-    with store.start_run(command="demo", model="minilm", config=config) as run_:
-        with torch.no_grad():
-            tables = run_probes(loaded, sentences, batch_size=args.batch_size, config=probe_cfg,
-                                progress=True)
-        for name, df in tables.items():
-            run_.write_table(name, df)
-        run_.update_manifest(hf_parity_max_abs_diff=parity)
-    print_summary(tables, run_.run_id, store.root, time.perf_counter() - t0)
-    return 0
+    stages = parse_stages("probes" if args.quick else args.only)
+    given = {"n_sentences": args.n_sentences, "batch_size": args.batch_size,
+             "massive_ratio": args.massive_ratio, "n_items": args.n_items,
+             "sae_tokens": args.sae_tokens, "device": args.device}
+    cfg = DemoConfig(**{k: v for k, v in given.items() if v is not None})
+    t0, c0 = time.perf_counter(), time.process_time()
+    store, models = RunStore(args.runs_dir), Models(args.device)
+    results, skipped = [], []
+    for name in stages:
+        print(f"[demo] {name} ...", flush=True)
+        try:
+            res = run_stage(name, store, cfg, models)
+        except ModelNotAvailable as exc:
+            if name not in ORGANISM_STAGES:
+                raise
+            skipped.append(f"{name}: {exc}")
+            print(f"[demo] {name} skipped: {exc}", flush=True)
+            continue
+        results.append(res)
+        print(f"[demo] {name} done in {res.wall_s:.1f} s ({res.cpu_s:.1f} s CPU): "
+              f"run {res.run_id}", flush=True)
+    print_summary(results, skipped, store.root, time.perf_counter() - t0,
+                  time.process_time() - c0)
+    return 1 if skipped else 0
 
 
-def print_summary(tables, run_id: str, root, seconds: float) -> None:
-    print(f"\nrun {run_id} written to {root / run_id} in {seconds:.0f} s")
-    for name, df in tables.items():
-        print(f"  table {name}: {len(df)} rows")
-    massive = tables.get("massive")
-    if massive is not None and len(massive):
-        dims = massive.groupby("dim")["value"].agg(lambda v: v.abs().max())
-        top = dims.sort_values(ascending=False).head(3)
-        desc = ", ".join(f"dim {d} (|max| {v:.0f})" for d, v in top.items())
-        print(f"  massive activations: {len(massive)} values, in {desc}")
-    entropy = tables.get("entropy")
-    if entropy is not None and len(entropy):
-        norm = entropy[entropy["stat"] == "norm_mean"].sort_values("value").head(3)
-        heads = ", ".join(f"L{r.layer}H{r.head} ({r.value:.2f})" for r in norm.itertuples())
-        print(f"  lowest normalised entropy: {heads}")
+def print_summary(results, skipped: list[str], root, wall: float, cpu: float) -> None:
+    print(f"\n{len(results)} run(s) written to {root} in {wall:.0f} s wall, {cpu:.0f} s CPU "
+          "(model loading and imports included)")
+    for r in results:
+        print(f"\n{r.stage:<11} {r.wall_s:5.1f} s wall {r.cpu_s:5.1f} s CPU  run {r.run_id}")
+        for line in r.lines:
+            print(f"  {line}")
+    for line in skipped:
+        print(f"\nSKIPPED {line}")
     print(f"\nopen the dashboard:  attnlab dashboard --runs-dir {root}")
