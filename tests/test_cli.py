@@ -38,7 +38,7 @@ def test_runs_on_empty_store_says_how_to_make_one(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_writes_a_complete_run(tmp_path, capsys):
-    assert main(["demo", "--runs-dir", str(tmp_path), "--n-sentences", "6"]) == 0
+    assert main(["demo", "--runs-dir", str(tmp_path), "--quick", "--n-sentences", "6"]) == 0
     runs = RunStore(tmp_path).list_runs()
     assert runs["status"].tolist() == ["complete"]
     run = RunStore(tmp_path).open_run(runs["run_id"][0])
