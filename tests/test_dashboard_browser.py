@@ -2,7 +2,9 @@
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` Python
 package (its own browser download is not used: ``executable_path`` points at Debian's).
-Screenshots of every page go to ``test-artifacts/`` (git-ignored) for CI to keep.
+Screenshots of every page go to ``test-artifacts/`` (git-ignored) for CI to keep. The server
+reads a store written by the real ``attnlab demo`` stages (:mod:`fixtures_demo`), so this is
+what a user sees after ``attnlab demo``: every page must render figures.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from fixtures_store import build_fixture_store
+from fixtures_demo import demo_store
 
 from analyses.commands.dashboard_cmd import app_path, streamlit_command
 
@@ -23,7 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-#: url path -> (page title, whether the fixture store gives it plotly charts)
+#: url path -> (page title, whether the demo store gives it plotly charts)
 #: A deep link comes first: the server's first session must also be routed through app.py.
 PAGES = {"attention": ("Attention", True), "massive": ("Massive activations", True),
          "sae_features": ("SAE features", True), "redundancy": ("Redundancy", True),
@@ -53,8 +55,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> No
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = build_fixture_store(tmp_path_factory.mktemp("browser") / "runs")
+def server(tmp_path_factory, minilm, organism):
+    root, _ = demo_store(tmp_path_factory, minilm, organism)
     port = _free_port()
     env = dict(os.environ, ATTNLAB_RUNS=str(root))
     log = tmp_path_factory.mktemp("log") / "streamlit.log"
@@ -88,7 +90,7 @@ def browser():
             b.close()
 
 
-def test_every_page_renders_in_chromium(server, browser):
+def test_every_page_renders_in_chromium(browser, server):  # no chromium: skip before the demo
     ARTEFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     failures = []
@@ -112,6 +114,8 @@ def test_every_page_renders_in_chromium(server, browser):
             failures.append(f"/{path}: not routed through dashboard/app.py")
         if has_charts and page.locator(".js-plotly-plot").count() < 2:
             failures.append(f"/{path}: expected plotly charts")
+        if "No completed run" in body or "writes it." in body:
+            failures.append(f"/{path}: a table the demo should write is missing")
         if not has_charts and len(body.strip()) < 100:
             failures.append(f"/{path}: almost no content")
     page.close()
