@@ -57,8 +57,11 @@ PRODUCERS: dict[str, Producer] = {
         ("circuit_sae_features", "SAE features the circuit's top heads drive")]},
 }
 
-#: Shown with every "nothing here yet" message: one command fills the main pages.
+#: Shown with every "nothing here yet" message: one command fills every page.
 DEMO_COMMAND = "attnlab demo"
+#: Tables ``attnlab demo`` writes (analyses.demo_stages, small samples); the organism's
+#: dynamics are shipped with it, not written by the demo.
+DEMO_TABLES = frozenset(PRODUCERS) - {"organism_dynamics"}
 
 
 def producer(table: str) -> Producer:
@@ -75,9 +78,9 @@ def show_missing(table: str, detail: str | None = None) -> None:
         + (f"\n\n{detail}" if detail else "")
     )
     st.code(p.command, language="bash")
-    if p.command != DEMO_COMMAND and table in ("entropy", "massive", "massive_summary",
-                                               "head_norms"):
-        st.caption(f"`{DEMO_COMMAND}` writes these tables too, for MiniLM, in about a minute.")
+    if table in DEMO_TABLES:
+        st.caption(f"`{DEMO_COMMAND}` writes the tables of every page (small samples, about a "
+                   "minute on a laptop CPU); the command above runs this analysis in full.")
 
 
 def show_store_error(exc: StoreError, table: str | None = None) -> None:

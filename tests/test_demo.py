@@ -144,3 +144,12 @@ def test_bad_stage_and_sizes_are_clear_errors(tmp_path, capsys):
         DemoConfig(n_items=2)
     assert main(["demo", "--runs-dir", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown demo stage(s) ['nope']" in capsys.readouterr().err
+
+
+def test_dashboard_hint_names_only_tables_the_demo_writes(demo):
+    from dashboard.howto import DEMO_TABLES
+
+    root, results = demo
+    store = RunStore(root)
+    written = set().union(*(store.open_run(r.run_id).list_tables() for r in results))
+    assert DEMO_TABLES <= written, DEMO_TABLES - written
