@@ -76,10 +76,10 @@ def attribute_many(
     base_tokens, src_tokens = (
         (pair.corrupted, pair.clean) if method == "denoising" else (pair.clean, pair.corrupted)
     )
-    base_metric, base_acts, grads = _forward_backward(runner, base_tokens, pair.metric, names)
+    base_metric, base_acts, grads = _forward_backward(runner, base_tokens, pair.score, names)
     with torch.no_grad():
         src_out, src_acts = capture(model, names, lambda: runner.full(src_tokens))
-        src_metric = float(reduce_metric(pair.metric(src_out)))
+        src_metric = float(reduce_metric(pair.score(src_out)))
     clean_m, corr_m = (src_metric, base_metric) if method == "denoising" else (base_metric,
                                                                                  src_metric)
     base = Baselines(clean_m, corr_m, {}, {})

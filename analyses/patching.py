@@ -41,11 +41,21 @@ from analyses.patching_batched import (
     resid_name,
     rows_per_pass,
 )
+from analyses.patching_fast import (
+    FAST_COMPONENTS,
+    DecoderMath,
+    FastDecoder,
+    baseline_names,
+    fast_patched_metrics,
+    first_difference,
+    unsupported_reason,
+)
 
 RESID_LIKE = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_VECTORS = ("z", "q", "k", "v")
 COMPONENTS = RESID_LIKE + HEAD_VECTORS + ("pattern",)
 METHODS = ("denoising", "noising")
+ENGINES = ("auto", "fast", "hooks")
 Metric = Callable[[torch.Tensor], torch.Tensor]
 log = logging.getLogger(__name__)
 
@@ -59,8 +69,11 @@ class PatchingConfig:
     method: str = "denoising"  # denoising: clean -> corrupted run; noising: the reverse
     layers: tuple[int, ...] | None = None  # layers to sweep (None = all)
     memory_budget_mb: float = 256.0  # transient activation memory of one batched pass
+    engine: str = "auto"  # fast (analyses.patching_fast) | hooks | auto: fast where it applies
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r} unknown; choose from {ENGINES}")
         if self.component not in COMPONENTS:
             raise ValueError(f"component {self.component!r} unknown; choose from {COMPONENTS}")
         if self.method not in METHODS:
@@ -81,6 +94,10 @@ class PatchPair:
     task: str = "custom"  # name for the tables
     metric_name: str = "logit_diff"
     attention_mask: torch.Tensor | None = None  # (batch, pos), encoders with padding only
+    # (batch,) long: the one position per prompt that the metric reads. When set, the metric
+    # is handed the output at these positions only, (batch, ...) without the pos axis, and
+    # the fast engine computes the last block there only.
+    score_pos: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.clean.shape != self.corrupted.shape or self.clean.ndim != 2:
@@ -91,6 +108,19 @@ class PatchPair:
             )
         if not callable(self.metric):
             raise ValueError("metric must be a function of the model output")
+        if self.score_pos is not None:
+            sp = self.score_pos
+            if sp.shape != (self.batch,) or sp.dtype != torch.long or \
+                    int(sp.min()) < 0 or int(sp.max()) >= self.n_pos:
+                raise ValueError(f"score_pos must be (batch={self.batch},) long positions in "
+                                 f"[0, {self.n_pos}), got {tuple(sp.shape)} {sp.dtype}")
+
+    def score(self, output: torch.Tensor) -> torch.Tensor:
+        """The metric of a full output (batch, pos, ...), taken at ``score_pos`` when set."""
+        if self.score_pos is None:
+            return self.metric(output)
+        rows = torch.arange(output.shape[0], device=output.device)
+        return self.metric(output[rows, self.score_pos.to(output.device)])
 
     @property
     def batch(self) -> int:
@@ -111,7 +141,8 @@ def pair_from_task(dataset, metric: Metric | None = None) -> PatchPair:
 
     fn = metric or (lambda logits: logit_diff(logits, dataset))
     return PatchPair(dataset.clean_tokens, dataset.corrupted_tokens, fn, task=dataset.name,
-                     metric_name="logit_diff" if metric is None else "custom")
+                     metric_name="logit_diff" if metric is None else "custom",
+                     score_pos=dataset.last_pos if metric is None else None)
 
 
 class Baselines(NamedTuple):
@@ -121,6 +152,8 @@ class Baselines(NamedTuple):
     corrupted_metric: float
     clean_acts: dict[str, torch.Tensor]
     corrupted_acts: dict[str, torch.Tensor]
+    clean_out: torch.Tensor | None = None  # model output (batch, pos, ...)
+    corrupted_out: torch.Tensor | None = None
 
 
 class PatchingResult(NamedTuple):
@@ -128,6 +161,7 @@ class PatchingResult(NamedTuple):
     values: torch.Tensor  # patched metric, shaped like transformer_lens.patching's output
     clean_metric: float
     corrupted_metric: float
+    engine: str = "hooks"  # which engine ran the sweep: fast | hooks (attribution: n/a)
 
 
 def unwrap(model):
@@ -153,8 +187,19 @@ def run_baselines(runner: Runner, pair: PatchPair, names: list[str]) -> Baseline
     clean_out, clean_acts = capture(model, names, lambda: runner.full(pair.clean))
     corr_out, corr_acts = capture(model, names, lambda: runner.full(pair.corrupted))
     return Baselines(
-        float(reduce_metric(pair.metric(clean_out))), float(reduce_metric(pair.metric(corr_out))),
-        clean_acts, corr_acts,
+        float(reduce_metric(pair.score(clean_out))), float(reduce_metric(pair.score(corr_out))),
+        clean_acts, corr_acts, clean_out, corr_out,
+    )
+
+
+def fast_baselines(math: DecoderMath, pair: PatchPair, names: set[str]) -> Baselines:
+    """:func:`run_baselines` on the fast engine's plain forward pass (same activations)."""
+    device = math.cfg.device
+    clean_out, clean_acts = math.forward(pair.clean.to(device), names)
+    corr_out, corr_acts = math.forward(pair.corrupted.to(device), names)
+    return Baselines(
+        float(reduce_metric(pair.score(clean_out))), float(reduce_metric(pair.score(corr_out))),
+        clean_acts, corr_acts, clean_out, corr_out,
     )
 
 
@@ -201,30 +246,56 @@ def patch(model, pair: PatchPair, config: PatchingConfig, progress: bool = False
     """Exact activation patching of every component in ``config`` (batched; see module doc).
 
     Returns a :class:`PatchingResult` whose ``values`` equal the corresponding
-    ``transformer_lens.patching`` function's output for the same metric.
+    ``transformer_lens.patching`` function's output for the same metric. Standard causal
+    decoders run on :mod:`analyses.patching_fast` (``config.engine`` "auto" or "fast"),
+    everything else on the hook engine of :mod:`analyses.patching_batched`.
     """
     model = unwrap(model)
     runner = make_runner(model, pair)
     layers = _layers(config, runner.n_layers)
-    names = [resid_name(layer) for layer in layers]
-    names += [hook_name(config.component, layer) for layer in layers]
+    fast = _use_fast(model, config)
+    names = [hook_name(config.component, layer) for layer in layers]
+    names += baseline_names(model.cfg) if fast else [resid_name(la) for la in layers]
     n_heads = model.cfg.n_heads
     masks = patch_masks(config.component, config.per_position, pair.n_pos, n_heads)
     max_rows = rows_per_pass(model, pair.n_pos, config.memory_budget_mb)
     per_layer = []
     with torch.no_grad():
-        base = run_baselines(runner, pair, sorted(set(names)))
+        math = DecoderMath(model) if fast else None
+        base = fast_baselines(math, pair, set(names)) if fast else run_baselines(
+            runner, pair, sorted(set(names)))
         src, dst = _direction(base, config.method)
+        if fast:
+            dst_out = base.corrupted_out if config.method == "denoising" else base.clean_out
+            p0 = first_difference(pair.clean, pair.corrupted, pair.score_pos)
+            engine = FastDecoder(math, dst, dst_out, p0, pair.score_pos)
         for layer in tqdm(layers, desc=f"patch {config.component}", disable=not progress):
             name = hook_name(config.component, layer)
+            layer_masks = masks.to(src[name].device)
             per_layer.append(
+                fast_patched_metrics(engine, config.component, layer, src[name], dst[name],
+                                     layer_masks, pair.metric, max_rows) if fast else
                 patched_metrics(runner, name, layer, dst[resid_name(layer)], src[name],
-                                masks.to(src[name].device), pair.metric, max_rows)
+                                layer_masks, pair.score, max_rows)
             )
     shape = index_shape(config.component, config.per_position, pair.n_pos, n_heads)
     values = torch.stack(per_layer).reshape(len(layers), *shape)
     table = effects_table(values, layers, pair, config, base)
-    return PatchingResult(table, values, base.clean_metric, base.corrupted_metric)
+    return PatchingResult(table, values, base.clean_metric, base.corrupted_metric,
+                          "fast" if fast else "hooks")
+
+
+def _use_fast(model, config: PatchingConfig) -> bool:
+    """Whether the sweep runs on the fast engine; "fast" on an unsupported model is an error."""
+    if config.engine == "hooks":
+        return False
+    why = unsupported_reason(model)
+    if why is None and config.component not in FAST_COMPONENTS:
+        why = f"component {config.component!r} is not one of {FAST_COMPONENTS}"
+    if why is not None and config.engine == "fast":
+        raise ValueError(f"the fast patching engine cannot run this sweep: {why}; "
+                         "use engine='auto' or 'hooks'")
+    return why is None
 
 
 def _layers(config: PatchingConfig, n_layers: int) -> list[int]:

@@ -124,7 +124,7 @@ def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
         output = runner.from_layer(resid, first, n)
     if config.receivers:
         output = _receiver_pass(runner, config, recorded, dst, n)
-    return [float(reduce_metric(pair.metric(output[g * batch : (g + 1) * batch])))
+    return [float(reduce_metric(pair.score(output[g * batch : (g + 1) * batch])))
             for g in range(n)]
 
 

@@ -1,0 +1,105 @@
+"""The fast patching engine equals transformer_lens.patching, and falls back where it must."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformer_lens.patching as tlp
+from test_patching import TOL, make_pair, tiny_cfg
+from transformer_lens import HookedTransformer
+
+from analyses.patching import PatchingConfig, PatchPair, patch
+from analyses.patching_fast import first_difference, unsupported_reason
+
+FAST_CASES = [
+    ("resid_pre", True, tlp.get_act_patch_resid_pre),
+    ("resid_mid", True, tlp.get_act_patch_resid_mid),
+    ("attn_out", True, tlp.get_act_patch_attn_out),
+    ("mlp_out", True, tlp.get_act_patch_mlp_out),
+    ("z", False, tlp.get_act_patch_attn_head_out_all_pos),
+    ("z", True, tlp.get_act_patch_attn_head_out_by_pos),
+]
+ARCHS = {  # architectures the fast engine supports, besides tiny_cfg's LN + gelu
+    "lnpre_gelu_new": dict(normalization_type="LNPre", act_fn="gelu_new"),
+    "attn_only_relu": dict(attn_only=True, act_fn="relu", n_layers=3),
+}
+
+
+def scored_pair(d_vocab=50, batch=4, n_pos=7, seed=1) -> PatchPair:
+    """Prompts differing from position 3 on, scored at a different position per prompt."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(1, d_vocab, (batch, n_pos), generator=g)
+    corrupted = clean.clone()
+    corrupted[:, 3] = torch.randint(1, d_vocab, (batch,), generator=g)
+    answers = torch.randint(1, d_vocab, (batch, 2), generator=g)
+    score_pos = torch.tensor([6, 5, 6, 4])
+
+    def logit_diff(logits):  # (batch, d_vocab): the output at score_pos
+        return (logits.gather(1, answers[:, :1]) - logits.gather(1, answers[:, 1:]))[:, 0]
+
+    return PatchPair(clean, corrupted, logit_diff, task="scored", score_pos=score_pos)
+
+
+def tl_scalar(pair: PatchPair):
+    """pair's metric on full logits, as a scalar, for transformer_lens.patching."""
+    return lambda logits: pair.score(logits).mean()
+
+
+@pytest.mark.parametrize(("component", "per_position", "tl_fn"), FAST_CASES)
+@pytest.mark.parametrize("scored", [False, True])
+def test_fast_equals_transformer_lens(component, per_position, tl_fn, scored):
+    model = HookedTransformer(tiny_cfg()).eval()
+    pair = scored_pair() if scored else make_pair(per_prompt=False)
+    ours = patch(model, pair, PatchingConfig(component, per_position, engine="fast"))
+    _, cache = model.run_with_cache(pair.clean)
+    ref = tl_fn(model, pair.corrupted, cache, tl_scalar(pair))
+    assert ours.engine == "fast"
+    assert (ours.values - ref).abs().max().item() <= TOL
+    assert ours.values.std() > 1e-4
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("method", ["denoising", "noising"])
+def test_fast_equals_hooks_engine_on_other_architectures(arch, method):
+    model = HookedTransformer(tiny_cfg(**ARCHS[arch])).eval()
+    pair = scored_pair()
+    for component in ("z", "mlp_out", "resid_pre") if not model.cfg.attn_only else ("z",):
+        cfg = dict(component=component, per_position=True, method=method)
+        fast = patch(model, pair, PatchingConfig(**cfg, engine="fast"))
+        hooks = patch(model, pair, PatchingConfig(**cfg, engine="hooks"))
+        assert (fast.engine, hooks.engine) == ("fast", "hooks")
+        assert (fast.values - hooks.values).abs().max().item() <= TOL
+
+
+def test_fast_engine_chunks_to_one_row():
+    model = HookedTransformer(tiny_cfg()).eval()
+    pair = scored_pair()
+    big = patch(model, pair, PatchingConfig("z", True))
+    tiny = patch(model, pair, PatchingConfig("z", True, memory_budget_mb=1e-6))
+    assert (big.values - tiny.values).abs().max().item() <= 1e-5
+
+
+def test_auto_falls_back_where_the_fast_engine_does_not_apply():
+    model = HookedTransformer(tiny_cfg()).eval()
+    pair = make_pair(per_prompt=False)
+    assert patch(model, pair, PatchingConfig("q")).engine == "hooks"
+    with pytest.raises(ValueError, match="fast patching engine cannot run"):
+        patch(model, pair, PatchingConfig("pattern", engine="fast"))
+    handle = model.blocks[0].hook_resid_pre.register_forward_hook(lambda m, i, o: o)
+    try:
+        assert unsupported_reason(model) == "hooks are attached to the model"
+        assert patch(model, pair, PatchingConfig("z")).engine == "hooks"
+    finally:
+        handle.remove()
+    rotary = HookedTransformer(tiny_cfg(positional_embedding_type="rotary", rotary_dim=8))
+    assert "rotary" in unsupported_reason(rotary)
+
+
+def test_first_difference_and_score_pos_validation():
+    clean = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    corrupted = torch.tensor([[1, 2, 9, 4], [1, 5, 3, 4]])
+    assert first_difference(clean, corrupted, None) == 1
+    assert first_difference(clean, clean, None) == 3
+    assert first_difference(clean, corrupted, torch.tensor([0, 3])) == 0
+    with pytest.raises(ValueError, match="score_pos"):
+        PatchPair(clean, corrupted, lambda x: x, score_pos=torch.tensor([4, 1]))
