@@ -144,6 +144,9 @@ def test_bad_stage_and_sizes_are_clear_errors(tmp_path, capsys):
         DemoConfig(n_items=2)
     assert main(["demo", "--runs-dir", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown demo stage(s) ['nope']" in capsys.readouterr().err
+    assert main(["demo", "--runs-dir", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    assert RunStore(tmp_path).list_runs().empty
 
 
 def test_dashboard_hint_names_only_tables_the_demo_writes(demo):
