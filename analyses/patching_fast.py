@@ -14,7 +14,7 @@ layer on. For a causal decoder most of that is provably unchanged by the patch:
 4. when the metric reads one position per prompt (``PatchPair.score_pos``), the last block
    computes queries, MLP and unembedding at that position only.
 
-The blocks run on TransformerLens' own weights with fused QKV and
+The blocks run on TransformerLens' own weights (and its own rotary embedding) with fused QKV and
 ``F.scaled_dot_product_attention``; tests check the results against
 ``transformer_lens.patching`` to 1e-4. TransformerLens has no such partial forward pass (its
 ``start_at_layer`` covers fact 1 only), hence this module. Models outside the supported
@@ -50,8 +50,9 @@ def unsupported_reason(model) -> str | None:
     checks = (
         (type(model).__name__ != "HookedTransformer", "it is not a HookedTransformer decoder"),
         (cfg.attention_dir != "causal", "its attention is not causal"),
-        (cfg.positional_embedding_type != "standard",
-         f"positional embedding {cfg.positional_embedding_type!r} is not 'standard'"),
+        (cfg.positional_embedding_type not in ("standard", "rotary"),
+         f"positional embedding {cfg.positional_embedding_type!r} is not standard or rotary"),
+        (bool(getattr(cfg, "use_dynamic_ntk_rope", False)), "its rotary base depends on length"),
         (cfg.normalization_type not in ("LN", "LNPre"),
          f"normalization {cfg.normalization_type!r} is not LN/LNPre"),
         (cfg.act_fn not in ACTIVATIONS, f"activation {cfg.act_fn!r} is not supported"),
@@ -83,10 +84,17 @@ def first_difference(clean: torch.Tensor, corrupted: torch.Tensor,
     return p0
 
 
+def key_name(cfg, layer: int) -> str:
+    """The keys attention reads: after the rotary embedding where the model has one."""
+    rotary = cfg.positional_embedding_type == "rotary"
+    return f"blocks.{layer}.attn.hook_rot_k" if rotary else get_act_name("k", layer)
+
+
 def baseline_names(cfg) -> list[str]:
     """Activations of the run being patched that the fast engine reads."""
-    kinds = ("resid_pre", "k", "v") if cfg.attn_only else ("resid_pre", "resid_mid", "k", "v")
-    return [get_act_name(kind, layer) for layer in range(cfg.n_layers) for kind in kinds]
+    kinds = ("resid_pre", "v") if cfg.attn_only else ("resid_pre", "resid_mid", "v")
+    names = [get_act_name(kind, layer) for layer in range(cfg.n_layers) for kind in kinds]
+    return names + [key_name(cfg, layer) for layer in range(cfg.n_layers)]
 
 
 @dataclass(frozen=True)
@@ -118,13 +126,21 @@ class DecoderMath:
             return F.layer_norm(x, (x.shape[-1],), eps=self.cfg.eps)
         return F.layer_norm(x, (x.shape[-1],), ln.w, ln.b, eps=self.cfg.eps)
 
-    def qkv_heads(self, layer: int, x: torch.Tensor) -> list[torch.Tensor]:
-        """q, k, v of residual x (R, S, D): each (R, H, S, E)."""
+    def qkv_heads(self, layer: int, x: torch.Tensor, offset: int = 0):
+        """q, k, v of residual x (R, S, D) at positions offset.., each (R, H, S, E).
+
+        Returns (q, k, v, k before the rotary embedding); q and k are rotated (rotary models).
+        """
         n_rows, n_pos, _ = x.shape
         w, b = self.qkv[layer]
         qkv = self.norm(x, self.model.blocks[layer].ln1) @ w + b  # (R, S, 3*H*E)
         h, e = self.cfg.n_heads, self.cfg.d_head
-        return [t.reshape(n_rows, n_pos, h, e).transpose(1, 2) for t in qkv.chunk(3, -1)]
+        q, k, v = (t.reshape(n_rows, n_pos, h, e) for t in qkv.chunk(3, -1))  # (R, S, H, E)
+        k_raw = k
+        if self.cfg.positional_embedding_type == "rotary":
+            attn = self.model.blocks[layer].attn
+            q, k = attn.apply_rotary(q, offset), attn.apply_rotary(k, offset)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), k_raw
 
     def attend(self, layer: int, q, k, v, mask) -> torch.Tensor:
         """z (R, s, H, E) of queries q (R, H, s, E) over keys/values (R, H, n_keys, E)."""
@@ -158,13 +174,16 @@ class DecoderMath:
                 acts[name] = value
 
         n_pos = tokens.shape[1]
-        x = self.model.embed.W_E[tokens] + self.model.pos_embed.W_pos[:n_pos]  # (B, pos, D)
+        x = self.model.embed.W_E[tokens]  # (B, pos, D)
+        if self.cfg.positional_embedding_type == "standard":
+            x = x + self.model.pos_embed.W_pos[:n_pos]
         causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device).tril()
         for layer in range(self.cfg.n_layers):
             keep("resid_pre", layer, x)
-            q, k, v = self.qkv_heads(layer, x)
-            keep("q", layer, q.transpose(1, 2))
-            keep("k", layer, k.transpose(1, 2))
+            q, k, v, k_raw = self.qkv_heads(layer, x)
+            keep("k", layer, k_raw)
+            if key_name(self.cfg, layer) in names:
+                acts[key_name(self.cfg, layer)] = k.transpose(1, 2)
             keep("v", layer, v.transpose(1, 2))
             z = self.attend(layer, q, k, v, causal)  # (B, pos, H, E)
             keep("z", layer, z)
@@ -243,7 +262,7 @@ class FastDecoder:
 
     def _prefix(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Baseline keys and values of positions < p0: (B, H, p0, E) each."""
-        k = self.base[get_act_name("k", layer)][:, : self.p0]
+        k = self.base[key_name(self.cfg, layer)][:, : self.p0]
         v = self.base[get_act_name("v", layer)][:, : self.p0]
         return k.transpose(1, 2), v.transpose(1, 2)
 
@@ -257,7 +276,7 @@ class FastDecoder:
 
     def _attention(self, layer: int, x: torch.Tensor, reps: int, gather: bool) -> torch.Tensor:
         n_rows, n_new, _ = x.shape
-        q, k, v = self.math.qkv_heads(layer, x)  # (R, H, S, E) each
+        q, k, v, _ = self.math.qkv_heads(layer, x, self.p0)  # (R, H, S, E) each
         k_pre, v_pre = (t.repeat(reps, 1, 1, 1) for t in self.prefix[layer])  # (R, H, p0, E)
         k, v = torch.cat([k_pre, k], dim=2), torch.cat([v_pre, v], dim=2)  # (R, H, p0+S, E)
         keys = torch.arange(self.p0 + n_new, device=x.device)

@@ -48,8 +48,9 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
         train(mc, replace(tc, lr=tc.lr * 2), tmp_path / "cut", resume=True, progress=False)
 
 
-def test_twin_net_equals_hooked_transformer():
-    cfg = ModelConfig(n_layers=2, d_model=48, n_heads=4, d_mlp=96)
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_twin_net_equals_hooked_transformer(positional):
+    cfg = ModelConfig(n_layers=2, d_model=48, n_heads=4, d_mlp=96, positional=positional)
     net = OrganismNet(cfg, 40)
     for p in net.parameters():
         p.data.normal_(0, 0.3)  # far from init so every weight matters

@@ -22,6 +22,8 @@ FAST_CASES = [
 ARCHS = {  # architectures the fast engine supports, besides tiny_cfg's LN + gelu
     "lnpre_gelu_new": dict(normalization_type="LNPre", act_fn="gelu_new"),
     "attn_only_relu": dict(attn_only=True, act_fn="relu", n_layers=3),
+    "rotary": dict(positional_embedding_type="rotary", rotary_dim=8),
+    "partial_rotary": dict(positional_embedding_type="rotary", rotary_dim=4),
 }
 
 
@@ -91,8 +93,8 @@ def test_auto_falls_back_where_the_fast_engine_does_not_apply():
         assert patch(model, pair, PatchingConfig("z")).engine == "hooks"
     finally:
         handle.remove()
-    rotary = HookedTransformer(tiny_cfg(positional_embedding_type="rotary", rotary_dim=8))
-    assert "rotary" in unsupported_reason(rotary)
+    alibi = HookedTransformer(tiny_cfg(positional_embedding_type="alibi"))
+    assert "alibi" in unsupported_reason(alibi)
 
 
 def test_first_difference_and_score_pos_validation():

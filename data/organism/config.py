@@ -19,8 +19,11 @@ class ModelConfig:
     n_heads: int = 4  # heads per layer; d_head = d_model // n_heads
     d_mlp: int = 256  # MLP hidden width
     n_ctx: int = 64  # context length (every prompt and training row fits)
+    positional: str = "learned"  # learned absolute embeddings | rotary (GPT-NeoX style)
 
     def __post_init__(self) -> None:
+        if self.positional not in ("learned", "rotary"):
+            raise ValueError(f"positional must be 'learned' or 'rotary', got {self.positional!r}")
         if min(self.n_layers, self.d_model, self.n_heads, self.d_mlp) < 1:
             raise ValueError(f"model sizes must be positive: {self}")
         if self.d_model % self.n_heads:

@@ -33,7 +33,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS_FILE, CONFIG_FILE = "organism.safetensors", "organism.json"
 VOCAB_FILE, DYNAMICS_FILE = "vocab.json", "organism_dynamics.parquet"
 SHIPPED = (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, DYNAMICS_FILE)
-ARCHITECTURE = "attnlab-organism: TransformerLens HookedTransformer (LN, GELU, learned pos)"
+ARCHITECTURE = "attnlab-organism: TransformerLens HookedTransformer (LN, GELU)"
 
 
 class OrganismArtefactError(RuntimeError):
@@ -45,7 +45,7 @@ def assemble(state_dict: dict[str, torch.Tensor], model_config: ModelConfig,
     """A HookedTransformer (tokenizer set, eval mode) from weights + config + vocabulary."""
     model = HookedTransformer(hooked_config(model_config, len(vocab)))
     result = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith(("attn.mask", "attn.IGNORE"))]
+    missing = [k for k in result.missing_keys if not k.endswith(("attn.mask", "attn.IGNORE", "attn.rotary_sin", "attn.rotary_cos"))]
     if missing or result.unexpected_keys:
         raise OrganismArtefactError(
             f"organism weights do not fit the config: missing {missing[:5]}, "

@@ -23,7 +23,9 @@ def hooked_config(cfg: ModelConfig, d_vocab: int) -> HookedTransformerConfig:
     return HookedTransformerConfig(
         n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
         d_head=cfg.d_model // cfg.n_heads, d_mlp=cfg.d_mlp, n_ctx=cfg.n_ctx, d_vocab=d_vocab,
-        act_fn="gelu", normalization_type="LN", positional_embedding_type="standard",
+        act_fn="gelu", normalization_type="LN",
+        positional_embedding_type="standard" if cfg.positional == "learned" else "rotary",
+        rotary_dim=cfg.d_model // cfg.n_heads if cfg.positional == "rotary" else None,
         original_architecture="attnlab-organism", model_name="organism", device="cpu",
     )
 
