@@ -19,7 +19,12 @@ class ModelConfig:
     n_heads: int = 4  # heads per layer; d_head = d_model // n_heads
     d_mlp: int = 256  # MLP hidden width
     n_ctx: int = 64  # context length (every prompt and training row fits)
-    positional: str = "learned"  # learned absolute embeddings | rotary (GPT-NeoX style)
+    positional: str = "rotary"  # rotary (GPT-NeoX style) | learned absolute embeddings
+    init_std: float | None = None  # std of weight matrices; None: 0.8/sqrt(d_model) like TL
+
+    @property
+    def weight_std(self) -> float:
+        return self.init_std if self.init_std is not None else 0.8 / self.d_model**0.5
 
     def __post_init__(self) -> None:
         if self.positional not in ("learned", "rotary"):
@@ -36,18 +41,18 @@ class ModelConfig:
 class TrainConfig:
     """One training run; everything that changes the weights is here (plus the world)."""
 
-    steps: int = 2000  # optimizer steps (the LR schedule spans exactly these)
+    steps: int = 8000  # optimizer steps (the LR schedule spans exactly these)
     batch_size: int = 32  # training rows per step
     lr: float = 3e-3  # peak AdamW learning rate
     weight_decay: float = 0.05  # AdamW decoupled weight decay
-    warmup: int = 100  # linear warm-up steps, then cosine decay to lr_min_frac * lr
+    warmup: int = 200  # linear warm-up steps, then cosine decay to lr_min_frac * lr
     lr_min_frac: float = 0.05  # final LR as a fraction of the peak
     grad_clip: float = 1.0  # max global gradient norm
     seed: int = 0  # seeds the initial weights and every batch (batch t uses (seed, t))
     world_seed: int = 0  # seeds the world's facts
     n_people: int = 300  # people in the world
     mix: dict[str, float] = field(  # sampling weight of each task family's training rows
-        default_factory=lambda: {"induction": 0.25, "ioi": 0.2, "recall": 0.15, "reasoning": 0.4}
+        default_factory=lambda: {"induction": 0.3, "ioi": 0.15, "recall": 0.15, "reasoning": 0.4}
     )
     eval_every: int = 200  # steps between progress-bar accuracy updates
     n_eval: int = 64  # evaluation items per family for progress and dynamics

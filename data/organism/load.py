@@ -112,7 +112,8 @@ def load_organism(device: str | torch.device | None = None, dtype: torch.dtype |
     try:
         state_dict = load((folder / WEIGHTS_FILE).read_bytes())
         vocab = load_vocab(folder / VOCAB_FILE)
-        mc = ModelConfig(**config["model_config"])
+        # configs written before the positional field existed describe learned positions
+        mc = ModelConfig(**{"positional": "learned", **config["model_config"]})
     except (SafetensorError, ValueError, KeyError, TypeError) as exc:
         raise OrganismArtefactError(
             f"organism artefacts in {folder} are corrupt or truncated ({exc}); "

@@ -69,9 +69,11 @@ class OrganismNet(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_final = nn.LayerNorm(cfg.d_model)
         self.unembed = nn.Linear(cfg.d_model, d_vocab)
-        for name, p in self.named_parameters():  # GPT-2 style init (TransformerLens uses 0.02 too)
+        # TransformerLens' default init scale: 0.02 (GPT-2's, for d_model 768) is ~5x smaller
+        # relative to d_model 64 and left induction heads on a plateau for thousands of steps.
+        for name, p in self.named_parameters():
             if p.dim() == 2:
-                nn.init.normal_(p, std=0.02)
+                nn.init.normal_(p, std=cfg.weight_std)
             elif not name.endswith(("ln1.weight", "ln2.weight", "ln_final.weight")):
                 nn.init.zeros_(p)
 
