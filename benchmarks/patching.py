@@ -3,7 +3,8 @@
 One run, same prompts, same metric (the task's logit difference): the per-head output (z,
 all positions) sweep by
 
-1. ``analyses.patching.patch`` (batched rows, starting at the patched layer),
+1. ``analyses.patching.patch`` (the fast engine where it applies; also timed with the hook
+   engine),
 2. ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` (one forward per head;
    its clean ``run_with_cache`` is included, as our two baseline runs are),
 3. ``analyses.attribution.attribute`` (one forward + backward, one forward).
@@ -104,13 +105,16 @@ def main(argv=None) -> None:
 
     patch(model, pair, config)  # warm-up
     t_ours, ours = best_time(lambda: patch(model, pair, config), args.repeats)
+    hooks_config = PatchingConfig("z", engine="hooks")
+    t_hooks, _ = best_time(lambda: patch(model, pair, hooks_config), args.repeats)
     t_attr, attr = best_time(lambda: attribute(model, pair, config), args.repeats)
     t_tl, ref = best_time(tl_sweep, max(1, args.repeats - 2))
     cfg = model.cfg
     print(f"model {'random-organism-size' if args.random else args.model}: {cfg.n_layers} "
           f"layers x {cfg.n_heads} heads, d_model {cfg.d_model}; task {pair.task}; "
           f"{pair.batch} pairs x {pair.n_pos} tokens; threads {args.threads}")
-    print(f"batched exact sweep        {t_ours * 1e3:9.1f} ms")
+    print(f"batched exact sweep        {t_ours * 1e3:9.1f} ms   (engine: {ours.engine})")
+    print(f"  same, hook engine        {t_hooks * 1e3:9.1f} ms   ({t_hooks / t_ours:.1f}x slower)")
     print(f"transformer_lens.patching  {t_tl * 1e3:9.1f} ms   ({t_tl / t_ours:.1f}x slower)")
     print(f"attribution patching       {t_attr * 1e3:9.1f} ms   (exact = {t_ours / t_attr:.2f}x "
           "attribution)")
