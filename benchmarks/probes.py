@@ -20,14 +20,6 @@ Wall time: median over ``--repeats`` runs. On a GPU the same script would use
 
 from __future__ import annotations
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-# Run as ``python benchmarks/X.py``, Python puts benchmarks/ first on sys.path, where this
-# folder's probes.py would shadow the ``probes`` package: put the repository root there.
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import json
 import statistics
