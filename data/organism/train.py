@@ -159,7 +159,7 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
                 atomic_write_bytes(out / DYNAMICS_FILE, table)
             if step >= tc.steps or stop.set or (stop_at is not None and step >= stop_at):
                 break
-            batch = make_batch(step, tc.seed, world, tc.mix, tc.batch_size, mc.n_ctx)
+            batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, tc)
             loss = lm_loss(net(batch.tokens), batch)
