@@ -43,7 +43,7 @@ class TrainConfig:
 
     steps: int = 8000  # optimizer steps (the LR schedule spans exactly these)
     batch_size: int = 32  # training rows per step
-    lr: float = 3e-3  # peak AdamW learning rate
+    lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 0.05  # AdamW decoupled weight decay
     warmup: int = 200  # linear warm-up steps, then cosine decay to lr_min_frac * lr
     lr_min_frac: float = 0.05  # final LR as a fraction of the peak

@@ -194,17 +194,20 @@ def reasoning_item(rng: random.Random, world: World) -> Item:
 
 
 def reasoning_text(rng: random.Random, world: World) -> list[str]:
-    """Facts of 1-4 chains and one or two queries with their answers.
+    """Facts of 1-4 chains, one or two two-hop queries and one one-hop query, with answers.
 
     One-chain contexts (a single city: solvable without hops) teach the format and the
-    copying of a city from context early; 2-4 chains force the two hops.
+    copying of a city from context early; 2-4 chains force the two hops. The one-hop query
+    ("so PLACE is in" -> its city, read from one fact) trains the retrieval step that the
+    two-hop query applies twice; it comes last so it never hints at a two-hop answer.
     """
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 2))[0]
     ch = _chains(rng, world, n, heldout=False)
     out = ch.words()
     for j in rng.sample(range(n), min(n, 2) if n < 4 else 1):
         out += ["so", ch.people[j], "is", "in", ch.cities[j], "."]
-    return out
+    j = rng.randrange(n)
+    return out + ["so", ch.places[j], "is", "in", ch.cities[j], "."]
 
 
 ITEM_MAKERS = {"induction": induction_item, "ioi": ioi_item, "recall": recall_item,
