@@ -154,21 +154,37 @@ def patched_metrics(
     source_act: (B, *act) the activation at ``hook_name`` in the source run.
     """
     batch = base_resid.shape[0]
-    per_chunk = max(1, max_rows // batch)
-    out = torch.empty(masks.shape[0])
-    for start in range(0, masks.shape[0], per_chunk):
-        chunk = masks[start : start + per_chunk]  # (G, *act)
+
+    def run_chunk(chunk: torch.Tensor) -> torch.Tensor:
         n = chunk.shape[0]
 
-        def patch(act: torch.Tensor, chunk=chunk, n=n) -> torch.Tensor:
+        def patch(act: torch.Tensor) -> torch.Tensor:
             view = act.view(n, batch, *act.shape[1:])  # (G, B, *act)
             mixed = torch.where(chunk[:, None], source_act[None], view)
             return mixed.reshape(act.shape)
 
         resid = base_resid.repeat(n, *([1] * (base_resid.ndim - 1)))  # (G*B, pos, d_model)
         with scoped_hooks(runner.model, [(hook_name, patch)]):
-            output = runner.from_layer(resid, layer, n)
-        for g in range(n):
+            return runner.from_layer(resid, layer, n)
+
+    return chunked_metrics(masks, batch, max_rows, run_chunk, metric)
+
+
+def chunked_metrics(
+    masks: torch.Tensor,
+    batch: int,
+    max_rows: int,
+    run_chunk: Callable[[torch.Tensor], torch.Tensor],
+    metric: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """(n_patch,) metrics: ``run_chunk(masks (G, *act)) -> output (G*B, ...)`` per chunk of
+    at most ``max_rows`` rows, row ``g * batch + b`` = prompt b under patch g."""
+    per_chunk = max(1, max_rows // batch)
+    out = torch.empty(masks.shape[0])
+    for start in range(0, masks.shape[0], per_chunk):
+        chunk = masks[start : start + per_chunk]  # (G, *act)
+        output = run_chunk(chunk)
+        for g in range(chunk.shape[0]):
             out[start + g] = reduce_metric(metric(output[g * batch : (g + 1) * batch]))
     return out
 

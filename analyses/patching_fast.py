@@ -308,17 +308,10 @@ def fast_patched_metrics(
     patched; masks: (n_patch, *act) bool, True where the source value is taken.
     Returns (n_patch,) float; ``score`` maps one patch's output rows (B, ...) to its metric.
     """
-    from analyses.patching_batched import reduce_metric
+    from analyses.patching_batched import chunked_metrics
 
-    batch = base_act.shape[0]
-    per_chunk = max(1, max_rows // batch)
-    out = torch.empty(masks.shape[0])
-    for start in range(0, masks.shape[0], per_chunk):
-        chunk = masks[start : start + per_chunk]  # (G, *act)
-        n = chunk.shape[0]
+    def run_chunk(chunk: torch.Tensor) -> torch.Tensor:
         mixed = torch.where(chunk[:, None], source_act[None], base_act[None])  # (G, B, *act)
-        x, entry = engine.entry(component, layer, mixed.flatten(0, 1))
-        output = engine.run(x, entry)
-        for g in range(n):
-            out[start + g] = reduce_metric(score(output[g * batch : (g + 1) * batch]))
-    return out
+        return engine.run(*engine.entry(component, layer, mixed.flatten(0, 1)))
+
+    return chunked_metrics(masks, base_act.shape[0], max_rows, run_chunk, score)

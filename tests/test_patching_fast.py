@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import transformer_lens.patching as tlp
-from test_patching import TOL, make_pair, tiny_cfg
+from test_patching import CASES, TOL, make_pair, tiny_cfg
 from transformer_lens import HookedTransformer
 
 from analyses.patching import PatchingConfig, PatchPair, patch
-from analyses.patching_fast import first_difference, unsupported_reason
+from analyses.patching_fast import FAST_COMPONENTS, first_difference, unsupported_reason
 
-FAST_CASES = [
-    ("resid_pre", True, tlp.get_act_patch_resid_pre),
-    ("resid_mid", True, tlp.get_act_patch_resid_mid),
-    ("attn_out", True, tlp.get_act_patch_attn_out),
-    ("mlp_out", True, tlp.get_act_patch_mlp_out),
-    ("z", False, tlp.get_act_patch_attn_head_out_all_pos),
-    ("z", True, tlp.get_act_patch_attn_head_out_by_pos),
-]
+FAST_CASES = [case for case in CASES if case[0] in FAST_COMPONENTS]
 ARCHS = {  # architectures the fast engine supports, besides tiny_cfg's LN + gelu
     "lnpre_gelu_new": dict(normalization_type="LNPre", act_fn="gelu_new"),
     "attn_only_relu": dict(attn_only=True, act_fn="relu", n_layers=3),
