@@ -119,12 +119,18 @@ def dfa_induction(loaded: LoadedModel, sae, layer: int, data: InductionData,
 
 
 def induction_table(loaded: LoadedModel, saes: dict[int, object], data: InductionData,
-                    min_frac: float = 0.5, min_share: float = 0.2) -> pd.DataFrame:
+                    min_share: float = 0.2, min_source: float = 0.5) -> pd.DataFrame:
     """Both scores for every head of the layers in `saes`; `selected` = chosen by DFA alone
-    (dfa_frac >= min_frac and dfa_share >= min_share), never by attention."""
+    (dfa_share >= min_share and source_frac >= min_source), never by the induction score.
+
+    Feature firing alone does not single out induction heads: in the layers above them many
+    features also fire mostly on second copies (they read the induction heads' output), and
+    their heads take most of that DFA mass. What marks the heads that *do* induction is where
+    their induction-feature DFA comes from, the token after the previous occurrence (Kissane
+    et al.'s source-position DFA), so selection requires both."""
     scores = induction_scores(loaded, data.repeated, data.half)
     tables = [dfa_induction(loaded, sae, layer, data) for layer, sae in saes.items()]
     df = pd.concat(tables, ignore_index=True)
     df["induction_score"] = [float(scores[la, h]) for la, h in zip(df.layer, df["head"])]
-    df["selected"] = (df.dfa_frac >= min_frac) & (df.dfa_share >= min_share)
+    df["selected"] = (df.dfa_share >= min_share) & (df.source_frac >= min_source)
     return df

@@ -45,7 +45,8 @@ def assemble(state_dict: dict[str, torch.Tensor], model_config: ModelConfig,
     """A HookedTransformer (tokenizer set, eval mode) from weights + config + vocabulary."""
     model = HookedTransformer(hooked_config(model_config, len(vocab)))
     result = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith(("attn.mask", "attn.IGNORE", "attn.rotary_sin", "attn.rotary_cos"))]
+    buffers = ("attn.mask", "attn.IGNORE", "attn.rotary_sin", "attn.rotary_cos")
+    missing = [k for k in result.missing_keys if not k.endswith(buffers)]
     if missing or result.unexpected_keys:
         raise OrganismArtefactError(
             f"organism weights do not fit the config: missing {missing[:5]}, "
