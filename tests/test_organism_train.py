@@ -16,14 +16,6 @@ from data.organism.net import OrganismNet, to_hooked_state_dict
 from data.organism.train import log_steps, lr_at, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # results are bit-reproducible for a fixed thread count
-    yield
-    torch.set_num_threads(old)
-
-
 def _weights(folder):
     return load_file(str(folder / "organism.safetensors"))
 

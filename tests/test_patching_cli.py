@@ -12,14 +12,6 @@ from analyses.ioi import abc_pair
 from analyses.path_patching import Receiver
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_parse_receivers():
     assert parse_receivers("logits") == ()
     assert parse_receivers("3.1q, 2.0") == (Receiver(3, 1, ("q",)),

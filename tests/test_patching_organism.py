@@ -13,14 +13,6 @@ import torch
 from analyses.patching import PatchingConfig, pair_from_task, patch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _patterns(model, bos: int, length: int = 12, batch: int = 16) -> list[torch.Tensor]:
     """Attention patterns (batch, head, q, k) per layer on random sequences repeated twice."""
     g = torch.Generator().manual_seed(0)
