@@ -254,35 +254,54 @@ def patch(model, pair: PatchPair, config: PatchingConfig, progress: bool = False
     runner = make_runner(model, pair)
     layers = _layers(config, runner.n_layers)
     fast = _use_fast(model, config)
-    names = [hook_name(config.component, layer) for layer in layers]
-    names += baseline_names(model.cfg) if fast else [resid_name(la) for la in layers]
     n_heads = model.cfg.n_heads
     masks = patch_masks(config.component, config.per_position, pair.n_pos, n_heads)
     max_rows = rows_per_pass(model, pair.n_pos, config.memory_budget_mb)
-    per_layer = []
     with torch.no_grad():
-        math = DecoderMath(model) if fast else None
-        base = fast_baselines(math, pair, set(names)) if fast else run_baselines(
-            runner, pair, sorted(set(names)))
-        src, dst = _direction(base, config.method)
-        if fast:
-            dst_out = base.corrupted_out if config.method == "denoising" else base.clean_out
-            p0 = first_difference(pair.clean, pair.corrupted, pair.score_pos)
-            engine = FastDecoder(math, dst, dst_out, p0, pair.score_pos)
-        for layer in tqdm(layers, desc=f"patch {config.component}", disable=not progress):
-            name = hook_name(config.component, layer)
-            layer_masks = masks.to(src[name].device)
-            per_layer.append(
-                fast_patched_metrics(engine, config.component, layer, src[name], dst[name],
-                                     layer_masks, pair.metric, max_rows) if fast else
-                patched_metrics(runner, name, layer, dst[resid_name(layer)], src[name],
-                                layer_masks, pair.score, max_rows)
-            )
+        sweep = _fast_sweep if fast else _hook_sweep
+        base, layer_metrics = sweep(runner, pair, config, layers, masks, max_rows)
+        per_layer = [layer_metrics(layer) for layer in
+                     tqdm(layers, desc=f"patch {config.component}", disable=not progress)]
     shape = index_shape(config.component, config.per_position, pair.n_pos, n_heads)
     values = torch.stack(per_layer).reshape(len(layers), *shape)
     table = effects_table(values, layers, pair, config, base)
     return PatchingResult(table, values, base.clean_metric, base.corrupted_metric,
                           "fast" if fast else "hooks")
+
+
+def _hook_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers, masks,
+                max_rows: int):
+    """(baselines, layer -> (n_patch,) metrics) on the hook engine."""
+    names = {hook_name(config.component, la) for la in layers} | {resid_name(la) for la in layers}
+    base = run_baselines(runner, pair, sorted(names))
+    src, dst = _direction(base, config.method)
+
+    def layer_metrics(layer: int) -> torch.Tensor:
+        name = hook_name(config.component, layer)
+        return patched_metrics(runner, name, layer, dst[resid_name(layer)], src[name],
+                               masks.to(src[name].device), pair.score, max_rows)
+
+    return base, layer_metrics
+
+
+def _fast_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers, masks,
+                max_rows: int):
+    """(baselines, layer -> (n_patch,) metrics) on the fast engine."""
+    math = DecoderMath(runner.model)
+    names = {hook_name(config.component, la) for la in layers} | set(baseline_names(math.cfg))
+    base = fast_baselines(math, pair, names)
+    src, dst = _direction(base, config.method)
+    dst_out = base.corrupted_out if config.method == "denoising" else base.clean_out
+    p0 = first_difference(pair.clean, pair.corrupted, pair.score_pos)
+    engine = FastDecoder(math, dst, dst_out, p0, pair.score_pos)
+
+    def layer_metrics(layer: int) -> torch.Tensor:
+        name = hook_name(config.component, layer)
+        # the engine's output is already taken at score_pos: the metric, not pair.score
+        return fast_patched_metrics(engine, config.component, layer, src[name], dst[name],
+                                    masks.to(src[name].device), pair.metric, max_rows)
+
+    return base, layer_metrics
 
 
 def _use_fast(model, config: PatchingConfig) -> bool:
