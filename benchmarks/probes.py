@@ -29,11 +29,10 @@ import threading
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# `probes` package: put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+# Run as ``python benchmarks/X.py``, Python puts benchmarks/ first on sys.path, where this
+# folder's probes.py would shadow the ``probes`` package: put the repository root there.
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 
 def make_prompts(tokenizer, n: int, n_tokens: int) -> list[str]:
