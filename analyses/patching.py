@@ -152,7 +152,8 @@ class Baselines(NamedTuple):
     corrupted_metric: float
     clean_acts: dict[str, torch.Tensor]
     corrupted_acts: dict[str, torch.Tensor]
-    clean_out: torch.Tensor | None = None  # model output (batch, pos, ...)
+    clean_out: torch.Tensor | None = None  # output (batch, pos, ...); fast engine with
+    # score_pos: (batch, ...) at the scored positions
     corrupted_out: torch.Tensor | None = None
 
 
@@ -193,13 +194,21 @@ def run_baselines(runner: Runner, pair: PatchPair, names: list[str]) -> Baseline
 
 
 def fast_baselines(math: DecoderMath, pair: PatchPair, names: set[str]) -> Baselines:
-    """:func:`run_baselines` on the fast engine's plain forward pass (same activations)."""
-    device = math.cfg.device
-    clean_out, clean_acts = math.forward(pair.clean.to(device), names)
-    corr_out, corr_acts = math.forward(pair.corrupted.to(device), names)
+    """:func:`run_baselines` on the fast engine's plain forward pass (same activations).
+
+    Clean and corrupted prompts run as one batch of 2B rows; with ``score_pos`` set, the
+    outputs are the logits at those positions only, (B, V), and the metric reads them as is.
+    """
+    device, b = math.cfg.device, pair.batch
+    tokens = torch.cat([pair.clean, pair.corrupted]).to(device)  # (2B, pos)
+    scored = pair.score_pos is not None
+    out, acts = math.forward(tokens, names, pair.score_pos.repeat(2) if scored else None)
+    clean_acts = {name: act[:b] for name, act in acts.items()}
+    corr_acts = {name: act[b:] for name, act in acts.items()}
+    score = pair.metric if scored else pair.score
     return Baselines(
-        float(reduce_metric(pair.score(clean_out))), float(reduce_metric(pair.score(corr_out))),
-        clean_acts, corr_acts, clean_out, corr_out,
+        float(reduce_metric(score(out[:b]))), float(reduce_metric(score(out[b:]))),
+        clean_acts, corr_acts, out[:b], out[b:],
     )
 
 
@@ -293,7 +302,8 @@ def _fast_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers,
     src, dst = _direction(base, config.method)
     dst_out = base.corrupted_out if config.method == "denoising" else base.clean_out
     p0 = first_difference(pair.clean, pair.corrupted, pair.score_pos)
-    engine = FastDecoder(math, dst, dst_out, p0, pair.score_pos)
+    engine = FastDecoder(math, dst, None if pair.score_pos is not None else dst_out, p0,
+                         pair.score_pos)
 
     def layer_metrics(layer: int) -> torch.Tensor:
         name = hook_name(config.component, layer)

@@ -14,8 +14,8 @@ layer on. For a causal decoder most of that is provably unchanged by the patch:
 4. when the metric reads one position per prompt (``PatchPair.score_pos``), the last block
    computes queries, MLP and unembedding at that position only.
 
-The blocks run on TransformerLens' own weights (and its own rotary embedding) with fused QKV and
-``F.scaled_dot_product_attention``; tests check the results against
+The blocks run on TransformerLens' own weights and rotary tables as fused plain tensor code
+(:class:`DecoderMath`); tests check the results against
 ``transformer_lens.patching`` to 1e-4. TransformerLens has no such partial forward pass (its
 ``start_at_layer`` covers fact 1 only), hence this module. Models outside the supported
 architecture (see :func:`unsupported_reason`), and models with hooks attached (the fast pass
@@ -67,6 +67,7 @@ def unsupported_reason(model) -> str | None:
         (bool(getattr(cfg, "use_normalization_before_and_after", False)),
          "it normalises after sublayers"),
         (bool(getattr(cfg, "use_qk_norm", False)), "it normalises queries and keys"),
+        (bool(getattr(cfg, "use_attention_sinks", False)), "it has attention sinks"),
         (bool(getattr(cfg, "num_experts", None)), "it is a mixture of experts"),
         (any(hp._forward_hooks or hp._backward_hooks for hp in model.hook_dict.values()),
          "hooks are attached to the model"),
@@ -105,122 +106,232 @@ class Entry:
     stage: str  # "attn" | "mlp"
 
 
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x (..., in) @ w (in, out) + b as one ``addmm`` (the bias add fused into the GEMM)."""
+    return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
+
+
+@dataclass(frozen=True)
+class Rotary:
+    """TransformerLens' rotary embedding, ``x * cos + rotate_every_two(x) * sin``, in place.
+
+    ``rotate_every_two`` is a signed permutation of the first ``rotary_dim`` dimensions (of
+    halves, or of adjacent pairs); its sign is folded into ``sin`` and the permuted product is
+    added with two in-place ``addcmul`` on strided views instead of a gather, which costs a
+    full copy of the queries and keys. Dimensions past ``rotary_dim`` have cos 1 and pass.
+    """
+
+    cos: torch.Tensor  # (n_ctx, E): the model's cos, then ones
+    sin: torch.Tensor  # (n_ctx, rotary_dim), times the sign of rotate_every_two
+    adjacent: bool  # pairs (x0, x1) rather than halves
+
+    @classmethod
+    def of(cls, attn) -> Rotary:
+        cfg = attn.cfg
+        rd, e = cfg.rotary_dim, cfg.d_head
+        idx = torch.arange(rd)
+        if cfg.rotary_adjacent_pairs:  # [x0, x1] -> [-x1, x0]
+            sign = torch.where(idx % 2 == 0, -1.0, 1.0)
+        else:  # first half <- -(second half), second half <- first half
+            sign = torch.where(idx < rd // 2, -1.0, 1.0)
+        cos, sin = attn.rotary_cos, attn.rotary_sin  # (n_ctx, rd)
+        ones = torch.ones(cos.shape[0], e - rd, dtype=cos.dtype, device=cos.device)
+        return cls(torch.cat([cos, ones], 1), sin * sign.to(sin), bool(cfg.rotary_adjacent_pairs))
+
+    def __call__(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x (R, S, H, E) at positions pos (S,) or (R, S), all < len(cos)."""
+        cos, sin = self.cos[pos].unsqueeze(-2), self.sin[pos].unsqueeze(-2)  # (.., S, 1, E)
+        out = x * cos
+        rd = sin.shape[-1]
+        if self.adjacent:
+            xs, outs, sins = (t[..., :rd].unflatten(-1, (rd // 2, 2)) for t in (x, out, sin))
+            outs[..., 0].addcmul_(xs[..., 1], sins[..., 0])
+            outs[..., 1].addcmul_(xs[..., 0], sins[..., 1])
+        else:
+            h = rd // 2
+            out[..., :h].addcmul_(x[..., h:rd], sin[..., :h])
+            out[..., h:rd].addcmul_(x[..., :h], sin[..., h:])
+        return out
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One block's weights, fused and laid out for :class:`DecoderMath` (D = d_model)."""
+
+    ln1: tuple  # (w, b) or (None, None) for LNPre
+    w_qkv: torch.Tensor  # (D, 3*H*E), columns (q heads, k heads, v heads) x E
+    b_qkv: torch.Tensor
+    w_o: torch.Tensor  # (H*E, D)
+    b_o: torch.Tensor
+    ln2: tuple
+    w_in: torch.Tensor | None  # (D, d_mlp); None for attention-only models
+    b_in: torch.Tensor | None
+    w_out: torch.Tensor | None
+    b_out: torch.Tensor | None
+    rotary: Rotary | None
+
+    @classmethod
+    def of(cls, block, cfg) -> LayerWeights:
+        attn, d = block.attn, cfg.d_model
+        w = torch.cat([attn.W_Q, attn.W_K, attn.W_V], dim=0)  # (3H, D, E)
+        b = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0)  # (3H, E)
+        ln = lambda m: (None, None) if m is None or cfg.normalization_type == "LNPre" \
+            else (m.w, m.b)  # noqa: E731
+        mlp = None if cfg.attn_only else block.mlp
+        rotary = Rotary.of(attn) if cfg.positional_embedding_type == "rotary" else None
+        return cls(
+            ln(block.ln1), w.permute(1, 0, 2).reshape(d, -1).contiguous(), b.reshape(-1),
+            attn.W_O.reshape(-1, d), attn.b_O, ln(getattr(block, "ln2", None)),
+            *((mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out) if mlp is not None else (None,) * 4),
+            rotary,
+        )
+
+
 class DecoderMath:
-    """The blocks of a supported decoder as plain tensor code on TransformerLens' weights."""
+    """The blocks of a supported decoder as plain tensor code on TransformerLens' weights.
+
+    Why not the model's own blocks: they run attention as einsums over materialised patterns,
+    rotary as several copies, and biases as separate adds, with hook dispatch around each; at
+    the organism's size that overhead costs more than the arithmetic. Here each linear map is
+    one ``addmm``, attention one ``baddbmm`` + softmax + ``bmm`` over all (row, head) pairs and
+    rotary one fused multiply-add; tests check every activation against the hook points.
+    """
 
     def __init__(self, model) -> None:
         self.model, self.cfg = model, model.cfg
         self.act = ACTIVATIONS[self.cfg.act_fn]
-        self.qkv = [self._fused_qkv(block) for block in model.blocks]
-        self.w_o = [block.attn.W_O.reshape(-1, self.cfg.d_model) for block in model.blocks]
+        self.layers = [LayerWeights.of(block, self.cfg) for block in model.blocks]
         self.scale = 1.0 / self.cfg.attn_scale if self.cfg.use_attn_scale else 1.0
+        self.h, self.e = self.cfg.n_heads, self.cfg.d_head
 
-    def _fused_qkv(self, block) -> tuple[torch.Tensor, torch.Tensor]:
-        attn = block.attn
-        w = torch.cat([attn.W_Q, attn.W_K, attn.W_V], dim=0)  # (3H, D, E)
-        b = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0)  # (3H, E)
-        return w.permute(1, 0, 2).reshape(self.cfg.d_model, -1), b.reshape(-1)
+    def norm(self, x: torch.Tensor, ln: tuple) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), ln[0], ln[1], eps=self.cfg.eps)
 
-    def norm(self, x: torch.Tensor, ln) -> torch.Tensor:
-        if self.cfg.normalization_type == "LNPre":
-            return F.layer_norm(x, (x.shape[-1],), eps=self.cfg.eps)
-        return F.layer_norm(x, (x.shape[-1],), ln.w, ln.b, eps=self.cfg.eps)
+    def rotate_qk(self, layer: int, qk: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Queries and/or keys (R, S, n, E) after the rotary embedding (unchanged without)."""
+        rotary = self.layers[layer].rotary
+        return qk if rotary is None else rotary(qk, pos)
 
-    def qkv_heads(self, layer: int, x: torch.Tensor, offset: int = 0):
-        """q, k, v of residual x (R, S, D) at positions offset.., each (R, H, S, E).
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
+        """z (R, S, H, E) of queries q (R, S, H, E) over keys and values (R, H, K, E).
 
-        Returns (q, k, v, k before the rotary embedding); q and k are rotated (rotary models).
+        mask: additive float, (S, K) for all rows or (R, 1, K) per row.
         """
-        n_rows, n_pos, _ = x.shape
-        w, b = self.qkv[layer]
-        qkv = self.norm(x, self.model.blocks[layer].ln1) @ w + b  # (R, S, 3*H*E)
-        h, e = self.cfg.n_heads, self.cfg.d_head
-        q, k, v = (t.reshape(n_rows, n_pos, h, e) for t in qkv.chunk(3, -1))  # (R, S, H, E)
-        k_raw = k
-        if self.cfg.positional_embedding_type == "rotary":
-            attn = self.model.blocks[layer].attn
-            q, k = attn.apply_rotary(q, offset), attn.apply_rotary(k, offset)
-        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), k_raw
-
-    def attend(self, layer: int, q, k, v, mask) -> torch.Tensor:
-        """z (R, s, H, E) of queries q (R, H, s, E) over keys/values (R, H, n_keys, E)."""
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        return z.transpose(1, 2)
+        n_rows, n_q, h, e = q.shape
+        n_k = k.shape[2]
+        qh = q.transpose(1, 2).reshape(n_rows * h, n_q, e)
+        kt = k.reshape(n_rows * h, n_k, e).transpose(1, 2)
+        if mask.ndim == 2:
+            scores = torch.baddbmm(mask.expand(n_rows * h, n_q, n_k), qh, kt, alpha=self.scale)
+        else:
+            scores = torch.bmm(qh, kt).mul_(self.scale)
+            scores.view(n_rows, h, n_q, n_k).add_(mask[:, None])
+        z = torch.bmm(scores.softmax(-1), v.reshape(n_rows * h, n_k, e))  # (R*H, S, E)
+        return z.view(n_rows, h, n_q, e).transpose(1, 2)
 
     def attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """(R, s, D) from z (R, s, H, E)."""
-        return z.flatten(2) @ self.w_o[layer] + self.model.blocks[layer].attn.b_O
+        """(R, S, D) from z (R, S, H, E)."""
+        lw = self.layers[layer]
+        return linear(z.reshape(*z.shape[:2], -1), lw.w_o, lw.b_o)
 
     def mlp_out(self, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
-        block = self.model.blocks[layer]
-        hidden = self.act(self.norm(resid_mid, block.ln2) @ block.mlp.W_in + block.mlp.b_in)
-        return hidden @ block.mlp.W_out + block.mlp.b_out
+        lw = self.layers[layer]
+        hidden = self.act(linear(self.norm(resid_mid, lw.ln2), lw.w_in, lw.b_in))
+        return linear(hidden, lw.w_out, lw.b_out)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x, self.model.ln_final) @ self.model.unembed.W_U + \
-            self.model.unembed.b_U
+        ln = self.model.ln_final
+        weights = (None, None) if self.cfg.normalization_type == "LNPre" else (ln.w, ln.b)
+        return linear(self.norm(x, weights), self.model.unembed.W_U, self.model.unembed.b_U)
 
-    def forward(self, tokens: torch.Tensor, names: set[str]):
+    def forward(self, tokens: torch.Tensor, names: set[str],
+                score_pos: torch.Tensor | None = None):
         """A plain forward pass recording the activations ``names`` (TransformerLens names).
 
-        Returns (logits (B, pos, V), {name: activation}); the activations equal those of the
-        model's hook points (tested).
+        Returns (output, {name: activation}): output is the logits (B, pos, V), or (B, V) at
+        ``score_pos`` (B,) when given; the activations equal the model's hook points (tested).
         """
         acts: dict[str, torch.Tensor] = {}
 
-        def keep(kind: str, layer: int, value: torch.Tensor) -> None:
-            name = get_act_name(kind, layer)
+        def keep(name: str, value: torch.Tensor) -> None:
             if name in names:
                 acts[name] = value
 
-        n_pos = tokens.shape[1]
+        n_rows, n_pos = tokens.shape
+        h = self.h
+        if n_pos > self.cfg.n_ctx:
+            raise ValueError(f"prompts have {n_pos} tokens, more than the model's context of "
+                             f"{self.cfg.n_ctx}: shorten them")
+        pos = torch.arange(n_pos, device=tokens.device)
         x = self.model.embed.W_E[tokens]  # (B, pos, D)
         if self.cfg.positional_embedding_type == "standard":
             x = x + self.model.pos_embed.W_pos[:n_pos]
-        causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device).tril()
-        for layer in range(self.cfg.n_layers):
-            keep("resid_pre", layer, x)
-            q, k, v, k_raw = self.qkv_heads(layer, x)
-            keep("k", layer, k_raw)
-            if key_name(self.cfg, layer) in names:
-                acts[key_name(self.cfg, layer)] = k.transpose(1, 2)
-            keep("v", layer, v.transpose(1, 2))
-            z = self.attend(layer, q, k, v, causal)  # (B, pos, H, E)
-            keep("z", layer, z)
+        mask = causal_mask(pos, n_pos, x.dtype)  # (pos, pos)
+        for layer, lw in enumerate(self.layers):
+            keep(get_act_name("resid_pre", layer), x)
+            qkv = linear(self.norm(x, lw.ln1), lw.w_qkv, lw.b_qkv).view(n_rows, n_pos, 3 * h,
+                                                                        self.e)
+            keep(get_act_name("k", layer), qkv[:, :, h : 2 * h])
+            q, k = self.rotate_qk(layer, qkv[:, :, : 2 * h], pos).split(h, dim=2)
+            v = qkv[:, :, 2 * h :]
+            keep(key_name(self.cfg, layer), k)
+            keep(get_act_name("v", layer), v)
+            z = self.attend(q, k.transpose(1, 2), v.transpose(1, 2), mask)  # (B, pos, H, E)
+            keep(get_act_name("z", layer), z)
             out = self.attn_out(layer, z)
-            keep("attn_out", layer, out)
+            keep(get_act_name("attn_out", layer), out)
             x = x + out
             if not self.cfg.attn_only:
-                keep("resid_mid", layer, x)
+                keep(get_act_name("resid_mid", layer), x)
                 out = self.mlp_out(layer, x)
-                keep("mlp_out", layer, out)
+                keep(get_act_name("mlp_out", layer), out)
                 x = x + out
-            keep("resid_post", layer, x)
+            keep(get_act_name("resid_post", layer), x)
+        if score_pos is not None:
+            x = x[torch.arange(n_rows, device=x.device), score_pos.to(x.device)]  # (B, D)
         return self.logits(x), acts
+
+
+def causal_mask(queries: torch.Tensor, n_keys: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask (len(queries), n_keys): 0 where key <= query, -inf after."""
+    keys = torch.arange(n_keys, device=queries.device)
+    allowed = keys[None] <= queries[:, None]
+    return torch.zeros(allowed.shape, dtype=dtype, device=queries.device).masked_fill_(
+        ~allowed, -torch.inf)
 
 
 class FastDecoder:
     """Partial forward passes of one decoder around one baseline run (the run being patched).
 
     ``base`` holds that run's activations (see :func:`baseline_names`), ``base_out`` its output
-    (B, pos, V); ``score_pos`` (B,) the positions the metric reads, or None for all.
+    (B, pos, V), needed only when ``score_pos`` (B,), the positions the metric reads, is None.
     """
 
     def __init__(self, math: DecoderMath, base: dict[str, torch.Tensor],
-                 base_out: torch.Tensor, p0: int, score_pos: torch.Tensor | None) -> None:
+                 base_out: torch.Tensor | None, p0: int, score_pos: torch.Tensor | None) -> None:
         self.math, self.cfg, self.p0 = math, math.cfg, p0
         self.base, self.base_out = base, base_out
-        self.score_pos = None if score_pos is None else score_pos.to(base_out.device)
+        ref = base[get_act_name("resid_pre", 0)]  # (B, pos, D)
+        self.batch, n_pos = ref.shape[:2]
+        self.pos = torch.arange(p0, n_pos, device=ref.device)  # positions recomputed
+        self.mask = causal_mask(self.pos, n_pos, ref.dtype)  # (S, pos)
+        self.score_pos = None if score_pos is None else score_pos.to(ref.device)
+        if self.score_pos is None and base_out is None:
+            raise ValueError("FastDecoder needs base_out when no score_pos is given")
         self.prefix = [self._prefix(layer) for layer in range(self.cfg.n_layers)]
 
     def entry(self, component: str, layer: int, mixed: torch.Tensor):
         """(residual (R, S, D) at the entry point, Entry) for patched activations ``mixed``.
 
-        mixed: (R, pos, ...) the patched activation ``component`` of ``layer`` in every row.
+        mixed: (R, S, ...) the patched activation ``component`` of ``layer`` in every row, at
+        positions ``p0..`` only (R = G * B rows, row ``g * B + b``).
         """
-        p0, reps = self.p0, mixed.shape[0] // self._batch
-        mixed = mixed[:, p0:]
-        tile = lambda name: self.base[get_act_name(name, layer)][:, p0:].repeat(reps, 1, 1)  # noqa: E731
+        def plus_base(name: str, delta: torch.Tensor) -> torch.Tensor:
+            base = self.base[get_act_name(name, layer)][:, self.p0 :]  # (B, S, D)
+            out = delta.view(-1, *base.shape)  # (G, B, S, D); a fresh tensor
+            return out.add_(base).view(delta.shape)
+
         if component == "resid_pre":
             return mixed, Entry(layer, "attn")
         if component == "resid_mid":
@@ -228,16 +339,16 @@ class FastDecoder:
         if component == "resid_post":
             return mixed, Entry(layer + 1, "attn")
         if component == "attn_out":
-            return tile("resid_pre") + mixed, Entry(layer, "mlp")
+            return plus_base("resid_pre", mixed.clone()), Entry(layer, "mlp")
         if component == "mlp_out":
-            return tile("resid_mid") + mixed, Entry(layer + 1, "attn")
+            return plus_base("resid_mid", mixed.clone()), Entry(layer + 1, "attn")
         if component == "z":
-            return tile("resid_pre") + self.math.attn_out(layer, mixed), Entry(layer, "mlp")
+            return plus_base("resid_pre", self.math.attn_out(layer, mixed)), Entry(layer, "mlp")
         raise ValueError(f"component {component!r} has no fast entry; use {FAST_COMPONENTS}")
 
     def run(self, x: torch.Tensor, entry: Entry) -> torch.Tensor:
         """Output of every row: (R, pos, V), or (R, V) at the scored positions."""
-        reps = x.shape[0] // self._batch
+        reps = x.shape[0] // self.batch
         gathered = False
         for layer in range(entry.layer, self.cfg.n_layers):
             last = self.score_pos is not None and layer == self.cfg.n_layers - 1
@@ -247,7 +358,7 @@ class FastDecoder:
                 x = self._gather(x, reps)
             gathered = gathered or last
             if not self.cfg.attn_only:
-                x = x + self.math.mlp_out(layer, x)
+                x = self.math.mlp_out(layer, x).add_(x)
         if self.score_pos is not None and not gathered:
             x = self._gather(x, reps)
         logits = self.math.logits(x)  # (R, S or 1, V)
@@ -256,40 +367,52 @@ class FastDecoder:
         head = self.base_out[:, : self.p0].repeat(reps, 1, 1)  # unchanged positions
         return torch.cat([head, logits], dim=1)
 
-    @property
-    def _batch(self) -> int:
-        return self.base_out.shape[0]
-
     def _prefix(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Baseline keys and values of positions < p0: (B, H, p0, E) each."""
         k = self.base[key_name(self.cfg, layer)][:, : self.p0]
         v = self.base[get_act_name("v", layer)][:, : self.p0]
         return k.transpose(1, 2), v.transpose(1, 2)
 
-    def _rows_score_pos(self, reps: int) -> torch.Tensor:
-        return self.score_pos.repeat(reps)  # (R,)
+    def _with_prefix(self, prefix: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """All keys (or values) (R, H, p0 + S, E): the baseline prefix (B, H, p0, E), then
+        ``new`` (R, S, H, E), written once into one buffer (no repeat + cat)."""
+        n_rows, n_new, h, e = new.shape
+        out = new.new_empty(n_rows // self.batch, self.batch, h, self.p0 + n_new, e)
+        out[:, :, :, : self.p0] = prefix
+        out[:, :, :, self.p0 :] = new.view(*out.shape[:2], n_new, h, e).transpose(2, 3)
+        return out.view(n_rows, h, self.p0 + n_new, e)
+
+    def _local_score_pos(self, reps: int) -> torch.Tensor:
+        return self.score_pos.repeat(reps) - self.p0  # (R,) index into positions p0..
 
     def _gather(self, x: torch.Tensor, reps: int) -> torch.Tensor:
         """x (R, S, D) -> (R, 1, D) at each row's scored position."""
         rows = torch.arange(x.shape[0], device=x.device)
-        return x[rows, self._rows_score_pos(reps) - self.p0][:, None]
+        return x[rows, self._local_score_pos(reps)][:, None]
 
     def _attention(self, layer: int, x: torch.Tensor, reps: int, gather: bool) -> torch.Tensor:
+        """x (R, S, D) after block ``layer``'s attention: (R, S, D), or (R, 1, D) at the scored
+        positions when ``gather`` (then only those positions' queries are computed)."""
+        math, lw, h, e = self.math, self.math.layers[layer], self.math.h, self.math.e
         n_rows, n_new, _ = x.shape
-        q, k, v, _ = self.math.qkv_heads(layer, x, self.p0)  # (R, H, S, E) each
-        k_pre, v_pre = (t.repeat(reps, 1, 1, 1) for t in self.prefix[layer])  # (R, H, p0, E)
-        k, v = torch.cat([k_pre, k], dim=2), torch.cat([v_pre, v], dim=2)  # (R, H, p0+S, E)
-        keys = torch.arange(self.p0 + n_new, device=x.device)
+        normed = math.norm(x, lw.ln1)  # (R, S, D)
+        hd = h * e
         if gather:
-            local = self._rows_score_pos(reps) - self.p0  # (R,)
+            local = self._local_score_pos(reps)  # (R,)
             rows = torch.arange(n_rows, device=x.device)
-            q = q[rows, :, local][:, :, None]  # (R, H, 1, E)
+            kv = linear(normed, lw.w_qkv[:, hd:], lw.b_qkv[hd:]).view(n_rows, n_new, 2 * h, e)
+            k, v = math.rotate_qk(layer, kv[:, :, :h], self.pos), kv[:, :, h:]
+            q = linear(normed[rows, local], lw.w_qkv[:, :hd], lw.b_qkv[:hd]).view(n_rows, 1, h, e)
+            q = math.rotate_qk(layer, q, (local + self.p0)[:, None])
+            mask = self.mask[local][:, None]  # (R, 1, K)
             x = x[rows, local][:, None]  # (R, 1, D)
-            mask = (keys[None] <= (local + self.p0)[:, None])[:, None, None]  # (R, 1, 1, p0+S)
         else:
-            queries = torch.arange(self.p0, self.p0 + n_new, device=x.device)
-            mask = keys[None] <= queries[:, None]  # (S, p0+S)
-        return x + self.math.attn_out(layer, self.math.attend(layer, q, k, v, mask))
+            qkv = linear(normed, lw.w_qkv, lw.b_qkv).view(n_rows, n_new, 3 * h, e)
+            q, k = math.rotate_qk(layer, qkv[:, :, : 2 * h], self.pos).split(h, dim=2)
+            v, mask = qkv[:, :, 2 * h :], self.mask
+        k_pre, v_pre = self.prefix[layer]
+        z = math.attend(q, self._with_prefix(k_pre, k), self._with_prefix(v_pre, v), mask)
+        return math.attn_out(layer, z).add_(x)
 
 
 def fast_patched_metrics(
@@ -304,14 +427,17 @@ def fast_patched_metrics(
 ) -> torch.Tensor:
     """Metric under each patch, like :func:`analyses.patching_batched.patched_metrics`.
 
-    source_act, base_act: (B, *act) the activation in the source run and in the run being
-    patched; masks: (n_patch, *act) bool, True where the source value is taken.
+    source_act, base_act: (B, pos, *act) the activation in the source run and in the run being
+    patched; masks: (n_patch, pos, *act) bool, True where the source value is taken.
     Returns (n_patch,) float; ``score`` maps one patch's output rows (B, ...) to its metric.
     """
     from analyses.patching_batched import chunked_metrics
 
+    p0 = engine.p0  # positions < p0 are equal in both runs: only p0.. can change
+    source_act, base_act, masks = source_act[:, p0:], base_act[:, p0:], masks[:, p0:]
+
     def run_chunk(chunk: torch.Tensor) -> torch.Tensor:
-        mixed = torch.where(chunk[:, None], source_act[None], base_act[None])  # (G, B, *act)
+        mixed = torch.where(chunk[:, None], source_act[None], base_act[None])  # (G, B, S, ..)
         return engine.run(*engine.entry(component, layer, mixed.flatten(0, 1)))
 
     return chunked_metrics(masks, base_act.shape[0], max_rows, run_chunk, score)

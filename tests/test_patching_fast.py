@@ -8,7 +8,12 @@ from test_patching import CASES, TOL, make_pair, tiny_cfg
 from transformer_lens import HookedTransformer
 
 from analyses.patching import PatchingConfig, PatchPair, patch
-from analyses.patching_fast import FAST_COMPONENTS, first_difference, unsupported_reason
+from analyses.patching_fast import (
+    FAST_COMPONENTS,
+    DecoderMath,
+    first_difference,
+    unsupported_reason,
+)
 
 FAST_CASES = [case for case in CASES if case[0] in FAST_COMPONENTS]
 ARCHS = {  # architectures the fast engine supports, besides tiny_cfg's LN + gelu
@@ -16,6 +21,8 @@ ARCHS = {  # architectures the fast engine supports, besides tiny_cfg's LN + gel
     "attn_only_relu": dict(attn_only=True, act_fn="relu", n_layers=3),
     "rotary": dict(positional_embedding_type="rotary", rotary_dim=8),
     "partial_rotary": dict(positional_embedding_type="rotary", rotary_dim=4),
+    "rotary_adjacent_pairs": dict(positional_embedding_type="rotary", rotary_dim=8,
+                                  rotary_adjacent_pairs=True),
 }
 
 
@@ -63,6 +70,30 @@ def test_fast_equals_hooks_engine_on_other_architectures(arch, method):
         hooks = patch(model, pair, PatchingConfig(**cfg, engine="hooks"))
         assert (fast.engine, hooks.engine) == ("fast", "hooks")
         assert (fast.values - hooks.values).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("arch", ["default", *sorted(ARCHS)])
+def test_decoder_math_forward_equals_the_hook_points(arch):
+    """The plain forward pass the fast engine reads its baselines from records exactly what
+    the model's hook points see, and its scored output is the logits at score_pos."""
+    model = HookedTransformer(tiny_cfg(**ARCHS.get(arch, {}))).eval()
+    tokens = scored_pair().clean
+    logits, cache = model.run_with_cache(tokens)
+    kinds = ("resid_pre", "k", "v", "z", "attn_out", "resid_post") + \
+        (() if model.cfg.attn_only else ("resid_mid", "mlp_out"))
+    names = {f"blocks.{layer}.{hp}" for layer in range(model.cfg.n_layers) for hp in
+             ("attn.hook_rot_k",) * (model.cfg.positional_embedding_type == "rotary")}
+    names |= {cache_name for cache_name in cache.keys()
+              if any(cache_name.endswith(f"hook_{kind}") for kind in kinds)}
+    math = DecoderMath(model)
+    with torch.no_grad():
+        ours, acts = math.forward(tokens, names)
+        scored, _ = math.forward(tokens, set(), score_pos=torch.tensor([6, 0, 3, 4]))
+    assert set(acts) == names and len(names) >= 6 * model.cfg.n_layers
+    for name in names:
+        assert (acts[name] - cache[name]).abs().max().item() <= 1e-5, name
+    assert (ours - logits).abs().max().item() <= 1e-5
+    assert (scored - logits[torch.arange(4), torch.tensor([6, 0, 3, 4])]).abs().max() <= 1e-5
 
 
 def test_fast_engine_chunks_to_one_row():
