@@ -9,10 +9,14 @@ all positions) sweep by
    its clean ``run_with_cache`` is included, as our two baseline runs are),
 3. ``analyses.attribution.attribute`` (one forward + backward, one forward).
 
-Prints wall times, ratios, the max |ours - TL| and the attribution-vs-exact correlation.
+For each batch size in ``--n`` it prints wall times (best of interleaved repeats), ratios,
+the floating-point operations of ours and of TransformerLens' sweep (counted by
+``torch.utils.flop_counter``: their ratio is the speedup exact patching gets at equal
+arithmetic efficiency; beyond it, speed comes only from doing the same arithmetic faster),
+the max |ours - TL| and the attribution-vs-exact correlation.
 Goal (issue 8): ours >= 20x faster than TL on CPU, <= 2x attribution.
 
-    python benchmarks/patching.py --model organism --task ioi --n 32
+    python benchmarks/patching.py --model organism --task ioi --n 1,8,32
     python benchmarks/patching.py --random   # organism-sized random model, random prompts
 """
 
@@ -27,7 +31,10 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
+import os
 import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching's per-head progress bar
 
 import torch
 
@@ -36,9 +43,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="organism")
     p.add_argument("--task", default="ioi")
-    p.add_argument("--n", type=int, default=32, help="prompt pairs")
+    p.add_argument("--n", default="1,8,32", help="prompt pairs: one count or a comma list")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats (best is reported)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="interleaved timing rounds; each times ours 5 times, TL once (best kept)")
     p.add_argument("--random", action="store_true",
                    help="an organism-sized random model and random prompts (no checkpoint)")
     return p.parse_args(argv)
@@ -75,27 +83,32 @@ def task_setup(model_name: str, task: str, n: int):
     return model, pair_from_task(load_task(task, n=n, seed=0))
 
 
-def best_time(fn, repeats: int):
-    best, out = float("inf"), None
+def best_time(fn, repeats: int) -> float:
+    best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         best = min(best, time.perf_counter() - t0)
-    return best, out
+    return best
 
 
-def main(argv=None) -> None:
+def flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def bench(model, pair, rounds: int) -> dict:
+    """Times (s), FLOPs and results of the four sweeps on one pair, rounds interleaved."""
     import transformer_lens.patching as tlp
 
-    from analyses.attribution import attribute, correlation
+    from analyses.attribution import attribute
     from analyses.patching import PatchingConfig, patch
 
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model, pair = random_setup(args.n) if args.random else task_setup(args.model, args.task,
-                                                                      args.n)
-    config = PatchingConfig("z")
-    mean_metric = lambda logits: pair.metric(logits).mean()  # noqa: E731 - TL wants a scalar
+    config, hooks_config = PatchingConfig("z"), PatchingConfig("z", engine="hooks")
+    mean_metric = lambda logits: pair.score(logits).mean()  # noqa: E731 - TL wants a scalar
 
     def tl_sweep():
         with torch.no_grad():
@@ -103,23 +116,51 @@ def main(argv=None) -> None:
             return tlp.get_act_patch_attn_head_out_all_pos(model, pair.corrupted, cache,
                                                             mean_metric)
 
-    patch(model, pair, config)  # warm-up
-    t_ours, ours = best_time(lambda: patch(model, pair, config), args.repeats)
-    hooks_config = PatchingConfig("z", engine="hooks")
-    t_hooks, _ = best_time(lambda: patch(model, pair, hooks_config), args.repeats)
-    t_attr, attr = best_time(lambda: attribute(model, pair, config), args.repeats)
-    t_tl, ref = best_time(tl_sweep, max(1, args.repeats - 2))
-    cfg = model.cfg
-    print(f"model {'random-organism-size' if args.random else args.model}: {cfg.n_layers} "
-          f"layers x {cfg.n_heads} heads, d_model {cfg.d_model}; task {pair.task}; "
-          f"{pair.batch} pairs x {pair.n_pos} tokens; threads {args.threads}")
-    print(f"batched exact sweep        {t_ours * 1e3:9.1f} ms   (engine: {ours.engine})")
-    print(f"  same, hook engine        {t_hooks * 1e3:9.1f} ms   ({t_hooks / t_ours:.1f}x slower)")
-    print(f"transformer_lens.patching  {t_tl * 1e3:9.1f} ms   ({t_tl / t_ours:.1f}x slower)")
-    print(f"attribution patching       {t_attr * 1e3:9.1f} ms   (exact = {t_ours / t_attr:.2f}x "
-          "attribution)")
-    print(f"max |ours - TL| = {(ours.values - ref).abs().max().item():.2e}; "
-          f"corr(attribution, exact) = {correlation(ours.table, attr.table):.3f}")
+    runs = {"ours": lambda: patch(model, pair, config),
+            "hooks": lambda: patch(model, pair, hooks_config),
+            "attr": lambda: attribute(model, pair, config), "tl": tl_sweep}
+    out = {key: fn() for key, fn in runs.items()}  # warm-up, and the results compared
+    times = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):  # interleaved, so a slow spell of the machine hits all of them
+        for key, fn in runs.items():
+            times[key] = min(times[key], best_time(fn, 1 if key == "tl" else 5))
+    return dict(times=times, out=out, flops_ours=flops(runs["ours"]),
+                flops_tl=flops(tl_sweep))
+
+
+def main(argv=None) -> None:
+    import logging
+    import warnings
+
+    from analyses.attribution import correlation
+
+    # Only raw metric values are compared here: the "normalised effects unreliable" warning
+    # (random model) and TransformerLens' deprecation notice are noise in this output.
+    for name in ("transformer_lens", "analyses.patching", "analyses.attribution"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for n in (int(v) for v in str(args.n).split(",")):
+        model, pair = random_setup(n) if args.random else task_setup(args.model, args.task, n)
+        r = bench(model, pair, args.repeats)
+        t, out = r["times"], r["out"]
+        cfg = model.cfg
+        print(f"\nmodel {'random-organism-size' if args.random else args.model}: "
+              f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}; task "
+              f"{pair.task}; {pair.batch} pairs x {pair.n_pos} tokens; threads {args.threads}")
+        print(f"batched exact sweep        {t['ours'] * 1e3:9.1f} ms   "
+              f"(engine: {out['ours'].engine}; {r['flops_ours'] / t['ours'] / 1e9:.1f} GFLOP/s)")
+        print(f"  same, hook engine        {t['hooks'] * 1e3:9.1f} ms   "
+              f"({t['hooks'] / t['ours']:.1f}x slower)")
+        print(f"transformer_lens.patching  {t['tl'] * 1e3:9.1f} ms   "
+              f"({t['tl'] / t['ours']:.1f}x slower; {r['flops_tl'] / t['tl'] / 1e9:.1f} GFLOP/s)")
+        print(f"attribution patching       {t['attr'] * 1e3:9.1f} ms   "
+              f"(exact = {t['ours'] / t['attr']:.2f}x attribution)")
+        print(f"FLOPs: ours {r['flops_ours'] / 1e6:.0f} M, TL {r['flops_tl'] / 1e6:.0f} M "
+              f"(TL does {r['flops_tl'] / r['flops_ours']:.2f}x the arithmetic)")
+        print(f"max |ours - TL| = {(out['ours'].values - out['tl']).abs().max().item():.2e}; "
+              f"corr(attribution, exact) = {correlation(out['ours'].table, out['attr'].table):.3f}")
 
 
 if __name__ == "__main__":
