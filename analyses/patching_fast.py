@@ -154,6 +154,13 @@ class Rotary:
         return out
 
 
+def ln_params(module, cfg) -> tuple:
+    """(w, b) of a LayerNorm module, or (None, None) for LNPre (no affine) or no module."""
+    if module is None or cfg.normalization_type == "LNPre":
+        return None, None
+    return module.w, module.b
+
+
 @dataclass(frozen=True)
 class LayerWeights:
     """One block's weights, fused and laid out for :class:`DecoderMath` (D = d_model)."""
@@ -175,13 +182,12 @@ class LayerWeights:
         attn, d = block.attn, cfg.d_model
         w = torch.cat([attn.W_Q, attn.W_K, attn.W_V], dim=0)  # (3H, D, E)
         b = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0)  # (3H, E)
-        ln = lambda m: (None, None) if m is None or cfg.normalization_type == "LNPre" \
-            else (m.w, m.b)  # noqa: E731
         mlp = None if cfg.attn_only else block.mlp
         rotary = Rotary.of(attn) if cfg.positional_embedding_type == "rotary" else None
         return cls(
-            ln(block.ln1), w.permute(1, 0, 2).reshape(d, -1).contiguous(), b.reshape(-1),
-            attn.W_O.reshape(-1, d), attn.b_O, ln(getattr(block, "ln2", None)),
+            ln_params(block.ln1, cfg), w.permute(1, 0, 2).reshape(d, -1).contiguous(),
+            b.reshape(-1), attn.W_O.reshape(-1, d), attn.b_O,
+            ln_params(getattr(block, "ln2", None), cfg),
             *((mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out) if mlp is not None else (None,) * 4),
             rotary,
         )
@@ -201,6 +207,7 @@ class DecoderMath:
         self.model, self.cfg = model, model.cfg
         self.act = ACTIVATIONS[self.cfg.act_fn]
         self.layers = [LayerWeights.of(block, self.cfg) for block in model.blocks]
+        self.ln_final = ln_params(model.ln_final, self.cfg)
         self.scale = 1.0 / self.cfg.attn_scale if self.cfg.use_attn_scale else 1.0
         self.h, self.e = self.cfg.n_heads, self.cfg.d_head
 
@@ -241,9 +248,8 @@ class DecoderMath:
         return linear(hidden, lw.w_out, lw.b_out)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        ln = self.model.ln_final
-        weights = (None, None) if self.cfg.normalization_type == "LNPre" else (ln.w, ln.b)
-        return linear(self.norm(x, weights), self.model.unembed.W_U, self.model.unembed.b_U)
+        return linear(self.norm(x, self.ln_final), self.model.unembed.W_U,
+                      self.model.unembed.b_U)
 
     def forward(self, tokens: torch.Tensor, names: set[str],
                 score_pos: torch.Tensor | None = None):
@@ -329,8 +335,7 @@ class FastDecoder:
         """
         def plus_base(name: str, delta: torch.Tensor) -> torch.Tensor:
             base = self.base[get_act_name(name, layer)][:, self.p0 :]  # (B, S, D)
-            out = delta.view(-1, *base.shape)  # (G, B, S, D); a fresh tensor
-            return out.add_(base).view(delta.shape)
+            return (delta.view(-1, *base.shape) + base).view(delta.shape)  # via (G, B, S, D)
 
         if component == "resid_pre":
             return mixed, Entry(layer, "attn")
@@ -339,9 +344,9 @@ class FastDecoder:
         if component == "resid_post":
             return mixed, Entry(layer + 1, "attn")
         if component == "attn_out":
-            return plus_base("resid_pre", mixed.clone()), Entry(layer, "mlp")
+            return plus_base("resid_pre", mixed), Entry(layer, "mlp")
         if component == "mlp_out":
-            return plus_base("resid_mid", mixed.clone()), Entry(layer + 1, "attn")
+            return plus_base("resid_mid", mixed), Entry(layer + 1, "attn")
         if component == "z":
             return plus_base("resid_pre", self.math.attn_out(layer, mixed)), Entry(layer, "mlp")
         raise ValueError(f"component {component!r} has no fast entry; use {FAST_COMPONENTS}")
