@@ -17,13 +17,13 @@ the max |ours - TL| and the attribution-vs-exact correlation.
 Goal (issue 8): ours >= 20x faster than TL on CPU, <= 2x attribution.
 
     python benchmarks/patching.py --model organism --task ioi --n 1,8,32
-    python benchmarks/patching.py --random   # organism-sized random model, random prompts
+    python benchmarks/patching.py --random   # a wider random model (d_model 192), random prompts
 """
 
 from __future__ import annotations
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
 # Run as ``python benchmarks/X.py``, Python puts benchmarks/ first on sys.path, where this
 # folder's probes.py would shadow the ``probes`` package: put the repository root there.
@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 import argparse
 import os
 import time
+from typing import NamedTuple
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching's per-head progress bar
 
@@ -48,19 +49,23 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5,
                    help="interleaved timing rounds; each times ours 5 times, TL once (best kept)")
     p.add_argument("--random", action="store_true",
-                   help="an organism-sized random model and random prompts (no checkpoint)")
+                   help="a random 4-layer model with d_model 192 (3x the organism's) and random "
+                   "prompts (no checkpoint)")
     return p.parse_args(argv)
 
 
-def random_setup(n: int):
+def random_model():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from analyses.patching import PatchPair
 
     cfg = HookedTransformerConfig(n_layers=4, d_model=192, n_heads=6, d_head=32, d_mlp=768,
                                   n_ctx=64, d_vocab=428, act_fn="gelu", normalization_type="LN",
                                   seed=0, device="cpu")
-    model = HookedTransformer(cfg).eval()
+    return HookedTransformer(cfg).eval()
+
+
+def random_pair(n: int):
+    from analyses.patching import PatchPair
+
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(1, 428, (n, 16), generator=g)
     corrupted = clean.clone()
@@ -71,16 +76,14 @@ def random_setup(n: int):
         last = logits[:, -1]
         return (last.gather(1, ans[:, :1]) - last.gather(1, ans[:, 1:]))[:, 0]
 
-    return model, PatchPair(clean, corrupted, metric, task="random")
+    return PatchPair(clean, corrupted, metric, task="random")
 
 
-def task_setup(model_name: str, task: str, n: int):
+def task_pair(task: str, n: int):
     from analyses.patching import pair_from_task
     from data.tasks import load_task
-    from probes.models import load_model
 
-    model = load_model(model_name, device="cpu").model
-    return model, pair_from_task(load_task(task, n=n, seed=0))
+    return pair_from_task(load_task(task, n=n, seed=0))
 
 
 def best_time(fn, repeats: int) -> float:
@@ -100,8 +103,17 @@ def flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def bench(model, pair, rounds: int) -> dict:
-    """Times (s), FLOPs and results of the four sweeps on one pair, rounds interleaved."""
+class Bench(NamedTuple):
+    """One batch size: best times (s) and results per sweep, and the FLOPs of ours and TL's."""
+
+    times: dict[str, float]  # keys: ours, hooks, attr, tl
+    out: dict[str, object]  # the same keys: PatchingResult or TL's (layer, head) tensor
+    flops_ours: int
+    flops_tl: int
+
+
+def bench(model, pair, rounds: int) -> Bench:
+    """Times, FLOPs and results of the four sweeps on one pair, rounds interleaved."""
     import transformer_lens.patching as tlp
 
     from analyses.attribution import attribute
@@ -124,8 +136,7 @@ def bench(model, pair, rounds: int) -> dict:
     for _ in range(rounds):  # interleaved, so a slow spell of the machine hits all of them
         for key, fn in runs.items():
             times[key] = min(times[key], best_time(fn, 1 if key == "tl" else 5))
-    return dict(times=times, out=out, flops_ours=flops(runs["ours"]),
-                flops_tl=flops(tl_sweep))
+    return Bench(times, out, flops(runs["ours"]), flops(tl_sweep))
 
 
 def main(argv=None) -> None:
@@ -141,24 +152,30 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.random:
+        model, label = random_model(), "random (d_model 192)"
+    else:
+        from probes.models import load_model
+
+        model, label = load_model(args.model, device="cpu").model, args.model
     for n in (int(v) for v in str(args.n).split(",")):
-        model, pair = random_setup(n) if args.random else task_setup(args.model, args.task, n)
+        pair = random_pair(n) if args.random else task_pair(args.task, n)
         r = bench(model, pair, args.repeats)
-        t, out = r["times"], r["out"]
+        t, out = r.times, r.out
         cfg = model.cfg
-        print(f"\nmodel {'random-organism-size' if args.random else args.model}: "
-              f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}; task "
-              f"{pair.task}; {pair.batch} pairs x {pair.n_pos} tokens; threads {args.threads}")
+        print(f"\nmodel {label}: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model "
+              f"{cfg.d_model}; task {pair.task}; {pair.batch} pairs x {pair.n_pos} tokens; "
+              f"threads {args.threads}")
         print(f"batched exact sweep        {t['ours'] * 1e3:9.1f} ms   "
-              f"(engine: {out['ours'].engine}; {r['flops_ours'] / t['ours'] / 1e9:.1f} GFLOP/s)")
+              f"(engine: {out['ours'].engine}; {r.flops_ours / t['ours'] / 1e9:.1f} GFLOP/s)")
         print(f"  same, hook engine        {t['hooks'] * 1e3:9.1f} ms   "
               f"({t['hooks'] / t['ours']:.1f}x slower)")
         print(f"transformer_lens.patching  {t['tl'] * 1e3:9.1f} ms   "
-              f"({t['tl'] / t['ours']:.1f}x slower; {r['flops_tl'] / t['tl'] / 1e9:.1f} GFLOP/s)")
+              f"({t['tl'] / t['ours']:.1f}x slower; {r.flops_tl / t['tl'] / 1e9:.1f} GFLOP/s)")
         print(f"attribution patching       {t['attr'] * 1e3:9.1f} ms   "
               f"(exact = {t['ours'] / t['attr']:.2f}x attribution)")
-        print(f"FLOPs: ours {r['flops_ours'] / 1e6:.0f} M, TL {r['flops_tl'] / 1e6:.0f} M "
-              f"(TL does {r['flops_tl'] / r['flops_ours']:.2f}x the arithmetic)")
+        print(f"FLOPs: ours {r.flops_ours / 1e6:.0f} M, TL {r.flops_tl / 1e6:.0f} M "
+              f"(TL does {r.flops_tl / r.flops_ours:.2f}x the arithmetic)")
         print(f"max |ours - TL| = {(out['ours'].values - out['tl']).abs().max().item():.2e}; "
               f"corr(attribution, exact) = {correlation(out['ours'].table, out['attr'].table):.3f}")
 
