@@ -13,8 +13,8 @@ says so and exits 0: the kernels' CPU checks are tests/test_kernels.py (Triton i
 
 from __future__ import annotations
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
 # Run as ``python benchmarks/X.py``, Python puts benchmarks/ first on sys.path, where this
 # folder's probes.py would shadow the ``probes`` package: put the repository root there.
@@ -22,7 +22,6 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import sys
 from dataclasses import dataclass
 
 import torch
