@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from data.store import RunStore, atomic_write_text
+from data.store import RunStore
 from probes.models import LoadedModel, load_model
 
 logger = logging.getLogger(__name__)
@@ -148,8 +148,7 @@ def probe_lines(tables) -> list[str]:
 def redundancy_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
     """He et al. scores, a joint drop plan vs two random plans, speedup and head importance."""
     from analyses.drop_eval import DropEvalConfig
-    from analyses.redundancy_figures import report_html
-    from analyses.redundancy_pipeline import RedundancyConfig, run_redundancy
+    from analyses.redundancy_pipeline import RedundancyConfig, run_redundancy, write_run
 
     loaded = models.get("organism")
     rcfg = RedundancyConfig(
@@ -163,15 +162,7 @@ def redundancy_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
               "device": str(loaded.cfg.device), "torch_threads": torch.get_num_threads()}
     with store.start_run(command="redundancy", model="organism", config=config) as run:
         res = run_redundancy(loaded, rcfg)
-        for name, df in [("redundancy", res.redundancy), ("drop_curve", res.drop_curve),
-                         ("speedup", res.speedup), ("head_importance", res.head_importance),
-                         ("head_importance_corr", res.head_correlations)]:
-            run.write_table(name, df)
-        run.update_manifest(
-            he_comparison=asdict(res.comparison),
-            plans=[{"strategy": p.strategy, "mode": p.mode,
-                    "order": [f"{s.module}{s.layer}" for s in p.steps]} for p in res.plans])
-        atomic_write_text(run.path / "redundancy.html", report_html(res))
+        write_run(run, res)
     last = res.speedup.sort_values("n_dropped").iloc[-1]
     return run, [res.comparison.verdict,
                  f"{int(last.n_dropped)} modules dropped -> {last.speedup:.2f}x measured speedup"]

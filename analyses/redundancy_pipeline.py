@@ -169,3 +169,26 @@ def run_redundancy(loaded: LoadedModel, config: RedundancyConfig) -> RedundancyR
     return RedundancyResult(scores, pd.concat(curves, ignore_index=True),
                             pd.concat(speeds, ignore_index=True), heads, corr,
                             he_comparison(unit), plans)
+
+
+def write_run(run, result: RedundancyResult, figures: bool = True) -> None:
+    """Write ``result`` into an open run: its tables, the He et al. comparison and the drop
+    plans in the manifest, and ``redundancy.html`` unless ``figures`` is False."""
+    from dataclasses import asdict
+
+    from data.store import atomic_write_text
+
+    run.write_table("redundancy", result.redundancy)
+    run.write_table("drop_curve", result.drop_curve)
+    run.write_table("speedup", result.speedup)
+    if result.head_importance is not None:
+        run.write_table("head_importance", result.head_importance)
+        run.write_table("head_importance_corr", result.head_correlations)
+    run.update_manifest(
+        he_comparison=asdict(result.comparison),
+        plans=[{"strategy": p.strategy, "mode": p.mode,
+                "order": [f"{s.module}{s.layer}" for s in p.steps]} for p in result.plans])
+    if figures:
+        from analyses.redundancy_figures import report_html
+
+        atomic_write_text(run.path / "redundancy.html", report_html(result))

@@ -56,31 +56,10 @@ def _config(args):
                             n_sentences=args.n_sentences))
 
 
-def _write(run, result, args) -> None:
-    from dataclasses import asdict
-
-    from data.store import atomic_write_text
-
-    run.write_table("redundancy", result.redundancy)
-    run.write_table("drop_curve", result.drop_curve)
-    run.write_table("speedup", result.speedup)
-    if result.head_importance is not None:
-        run.write_table("head_importance", result.head_importance)
-        run.write_table("head_importance_corr", result.head_correlations)
-    run.update_manifest(
-        he_comparison=asdict(result.comparison),
-        plans=[{"strategy": p.strategy, "mode": p.mode,
-                "order": [f"{s.module}{s.layer}" for s in p.steps]} for p in result.plans])
-    if not args.no_figures:
-        from analyses.redundancy_figures import report_html
-
-        atomic_write_text(run.path / "redundancy.html", report_html(result))
-
-
 def run(args) -> int:
     import torch
 
-    from analyses.redundancy_pipeline import run_redundancy
+    from analyses.redundancy_pipeline import run_redundancy, write_run
     from data.store import RunStore
     from probes.models import load_model
 
@@ -97,7 +76,7 @@ def run(args) -> int:
            "device": str(loaded.cfg.device), "torch_threads": torch.get_num_threads()}
     with store.start_run(command="redundancy", model=args.model, config=cfg) as rec:
         result = run_redundancy(loaded, config)
-        _write(rec, result, args)
+        write_run(rec, result, figures=not args.no_figures)
     print(f"run {rec.run_id}: {result.comparison.verdict}")
     sp = result.speedup.sort_values("n_dropped").groupby(["strategy", "mode"]).tail(1)
     for r in sp.itertuples():
