@@ -3,11 +3,11 @@
 One run, same prompts, same metric (the task's logit difference): the per-head output (z,
 all positions) sweep by
 
-1. ``analyses.patching.patch`` (the fast engine where it applies; also timed with the hook
+1. ``analyses.causal.patching.patch`` (the fast engine where it applies; also timed with the hook
    engine),
 2. ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` (one forward per head;
    its clean ``run_with_cache`` is included, as our two baseline runs are),
-3. ``analyses.attribution.attribute`` (one forward + backward, one forward).
+3. ``analyses.causal.attribution.attribute`` (one forward + backward, one forward).
 
 For each batch size in ``--n`` it prints wall times (best of interleaved repeats), ratios,
 the floating-point operations of ours and of TransformerLens' sweep (counted by
@@ -64,7 +64,7 @@ def random_model():
 
 
 def random_pair(n: int):
-    from analyses.patching import PatchPair
+    from analyses.causal.patching import PatchPair
 
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(1, 428, (n, 16), generator=g)
@@ -80,7 +80,7 @@ def random_pair(n: int):
 
 
 def task_pair(task: str, n: int):
-    from analyses.patching import pair_from_task
+    from analyses.causal.patching import pair_from_task
     from data.tasks import load_task
 
     return pair_from_task(load_task(task, n=n, seed=0))
@@ -116,8 +116,8 @@ def bench(model, pair, rounds: int) -> Bench:
     """Times, FLOPs and results of the four sweeps on one pair, rounds interleaved."""
     import transformer_lens.patching as tlp
 
-    from analyses.attribution import attribute
-    from analyses.patching import PatchingConfig, patch
+    from analyses.causal.attribution import attribute
+    from analyses.causal.patching import PatchingConfig, patch
 
     config, hooks_config = PatchingConfig("z"), PatchingConfig("z", engine="hooks")
     mean_metric = lambda logits: pair.score(logits).mean()  # noqa: E731 - TL wants a scalar
@@ -143,11 +143,11 @@ def main(argv=None) -> None:
     import logging
     import warnings
 
-    from analyses.attribution import correlation
+    from analyses.causal.attribution import correlation
 
     # Only raw metric values are compared here: the "normalised effects unreliable" warning
     # (random model) and TransformerLens' deprecation notice are noise in this output.
-    for name in ("transformer_lens", "analyses.patching", "analyses.attribution"):
+    for name in ("transformer_lens", "analyses.causal.patching", "analyses.causal.attribution"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = parse_args(argv)

@@ -59,7 +59,7 @@ PRODUCERS: dict[str, Producer] = {
 
 #: Shown with every "nothing here yet" message: one command fills every page.
 DEMO_COMMAND = "attnlab demo"
-#: Tables ``attnlab demo`` writes (analyses.demo_stages, small samples); the organism's
+#: Tables ``attnlab demo`` writes (analyses.cli.demo, small samples); the organism's
 #: dynamics are shipped with it, not written by the demo.
 DEMO_TABLES = frozenset(PRODUCERS) - {"organism_dynamics"}
 

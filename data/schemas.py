@@ -91,7 +91,7 @@ SCHEMAS: dict[str, TableSchema] = {
         ),
         _schema(
             "impairment",
-            "Accuracy on one task with one head set ablated (analyses.impairment).",
+            "Accuracy on one task with one head set ablated (analyses.causal.impairment).",
             task="evaluated task", ablated_set="top_<task> | random_<k>", k="heads in the set",
             accuracy="clean accuracy", accuracy_ablated="accuracy with the set ablated",
             drop="accuracy - accuracy_ablated (mean over sets for random_<k>)",
@@ -100,7 +100,7 @@ SCHEMAS: dict[str, TableSchema] = {
         ),
         _schema(
             "circuit_roles",
-            "A head's role found by path patching (analyses.ioi / analyses.circuit).",
+            "A head's role found by path patching (analyses.causal.ioi / analyses.causal.circuit).",
             role="name_mover | s_inhibition | induction_or_duplicate | direct_effect ...",
             layer="layer index", head="head index", effect="path-patching effect",
             normalized_effect="effect on the 0 (corrupted) .. 1 (clean) scale",
@@ -120,7 +120,7 @@ SCHEMAS: dict[str, TableSchema] = {
         ),
         _schema(
             "drop_curve",
-            "One metric of a model after n modules were dropped (analyses.drop_eval).",
+            "One metric of a model after n modules were dropped (analyses.redundancy.evaluation).",
             strategy="attn | mlp | block | joint", mode="one_shot | iterative | random",
             seed="random-baseline seed (-1 for score-based plans)",
             n_dropped="modules dropped so far", dropped="comma list, e.g. 'attn3,mlp1'",

@@ -64,18 +64,10 @@ def organism():
         pytest.fail(f"the organism checkpoint must be committed: {exc}")
 
 
-def tiny_cfg(**overrides):
-    """A tiny random causal model config (2 layers, d_model 32, 4 heads)."""
-    from transformer_lens import HookedTransformerConfig
-
-    kw = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=32, d_vocab=50,
-              act_fn="gelu", normalization_type="LN", seed=0, device="cpu")
-    kw.update(overrides)
-    return HookedTransformerConfig(**kw)
-
-
 @pytest.fixture
 def tiny_model():
     from transformer_lens import HookedTransformer
+
+    from tests.support.tiny import tiny_cfg
 
     return HookedTransformer(tiny_cfg()).eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analyses import probe_figures as pf
+from analyses.figures import probes as pf
 from dashboard import live, state
 from probes.models import ModelNotAvailable
 

@@ -1,12 +1,12 @@
 """Circuits page: patching heatmaps, attribution vs exact, path-patching roles, ablation
-(selective impairment) tables and the circuit reports; figures from ``analyses.figures``."""
+(selective impairment) tables and the circuit reports; figures from ``analyses.figures.causal``."""
 
 from __future__ import annotations
 
 import streamlit as st
 import streamlit.components.v1 as components
 
-from analyses import figures
+from analyses.figures import causal as figures
 from dashboard import howto, readers, state
 from data.store import StoreError
 

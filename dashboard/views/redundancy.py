@@ -1,11 +1,11 @@
 """Redundancy page: importance scores (He et al. 2024), performance vs dropped modules, measured
-speedup, head importance; figures from ``analyses.redundancy_figures``."""
+speedup, head importance; figures from ``analyses.figures.redundancy``."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from analyses import redundancy_figures as rf
+from analyses.figures import redundancy as rf
 from dashboard import readers, state
 from data.store import StoreError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analyses import sae_figures as sf
+from analyses.figures import saes as sf
 from dashboard import howto, live, readers, state
 from probes.models import ModelNotAvailable
 

@@ -1,0 +1,204 @@
+"""Path patching head -> head (Wang et al. 2022, "Interpretability in the Wild", §3.1).
+
+A sender head's output is patched only along the paths into chosen receivers: the receiver
+heads' query/key/value inputs, or the logits (the direct path). Two passes per sender:
+
+1. run the base prompt with every head's output ``z`` frozen at its base-run value, except the
+   sender's, which takes the source run's value; record the receivers' q/k/v (or, for the
+   logits receiver, the output itself);
+2. run the base prompt again with only the receivers' q/k/v replaced by the recorded values.
+
+MLPs are recomputed in pass 1 by default (as in Wang et al., so paths through MLPs count);
+``freeze_mlps=True`` freezes them too, leaving only the direct head -> receiver path.
+Senders are batched like :mod:`analyses.causal.patching` (one row group per sender head).
+
+Denoising: base = corrupted, source = clean. Noising (Wang et al.'s own direction, with the
+"ABC" corruption as the source): base = clean, source = corrupted.
+
+TransformerLens has no path patching; this module reuses its hook points only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from analyses.causal.batched import reduce_metric, resid_name, rows_per_pass, scoped_hooks
+from analyses.causal.patching import (
+    METHODS,
+    Baselines,
+    PatchPair,
+    make_runner,
+    run_baselines,
+    unwrap,
+)
+
+LOGITS = "logits"
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """A receiver head and which of its inputs receive the sender's output."""
+
+    layer: int
+    head: int
+    inputs: tuple[str, ...] = ("q", "k", "v")  # a subset of q, k, v
+
+    def __post_init__(self) -> None:
+        if not self.inputs or set(self.inputs) - {"q", "k", "v"}:
+            raise ValueError(f"receiver inputs must be a non-empty subset of q, k, v: "
+                             f"got {self.inputs}")
+
+    def label(self) -> str:
+        return f"{self.layer}.{self.head}({''.join(self.inputs)})"
+
+
+@dataclass(frozen=True)
+class PathPatchingConfig:
+    """Senders (all heads below the last receiver layer by default) -> receivers."""
+
+    receivers: tuple[Receiver, ...] = ()  # empty = the logits (direct path)
+    method: str = "noising"  # noising (Wang et al.) or denoising
+    freeze_mlps: bool = False  # True: MLPs frozen too, only direct head->receiver paths
+    memory_budget_mb: float = 256.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r} unknown; choose from {METHODS}")
+
+    def label(self) -> str:
+        return LOGITS if not self.receivers else " ".join(r.label() for r in self.receivers)
+
+
+def path_patch(model, pair: PatchPair, config: PathPatchingConfig, progress: bool = False):
+    """Effect of each sender head's path into the receivers: a `patching` table.
+
+    Rows: component ``path_z``, the sender's layer/head, position -1, plus a ``receivers``
+    column. Senders at or above every receiver's layer have no path and are left out.
+    """
+    model = unwrap(model)
+    runner = make_runner(model, pair)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    top = n_layers if not config.receivers else max(r.layer for r in config.receivers)
+    for r in config.receivers:
+        if not (0 <= r.layer < n_layers and 0 <= r.head < n_heads):
+            raise ValueError(f"receiver {r.label()} is not a head of this model "
+                             f"({n_layers} layers x {n_heads} heads)")
+    senders = [(layer, head) for layer in range(top) for head in range(n_heads)]
+    if not senders:
+        raise ValueError("no sender heads: receivers in layer 0 have no heads upstream")
+    names = [f"blocks.{la}.attn.hook_z" for la in range(n_layers)]
+    names += [f"blocks.{la}.hook_mlp_out" for la in range(n_layers)]
+    names += [resid_name(la) for la in range(n_layers)]
+    max_rows = rows_per_pass(model, pair.n_pos, config.memory_budget_mb)
+    per_chunk = max(1, max_rows // pair.batch)
+    values = []
+    with torch.no_grad():
+        base = run_baselines(runner, pair, names)
+        src, dst = ((base.clean_acts, base.corrupted_acts) if config.method == "denoising"
+                    else (base.corrupted_acts, base.clean_acts))
+        for start in tqdm(range(0, len(senders), per_chunk), desc="path patch",
+                          disable=not progress):
+            chunk = senders[start : start + per_chunk]
+            values += _chunk_metrics(runner, pair, config, chunk, src, dst)
+    return _table(pair, config, senders, values, base)
+
+
+def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
+    """Pass 1 (frozen, sender patched) then pass 2 (receivers' inputs patched) for a chunk."""
+    model, n, batch = runner.model, len(chunk), pair.batch
+    first = min([layer for layer, _ in chunk] + [r.layer for r in config.receivers])
+    hooks = [_freeze_z_hook(model, layer, chunk, src, dst, batch)
+             for layer in range(first, model.cfg.n_layers)]
+    if config.freeze_mlps:
+        hooks += [(f"blocks.{la}.hook_mlp_out", _constant_hook(dst[f"blocks.{la}.hook_mlp_out"], n))
+                  for la in range(first, model.cfg.n_layers)]
+    recorded: dict[str, torch.Tensor] = {}
+    for name in {_input_name(r, x) for r in config.receivers for x in r.inputs}:
+        hooks.append((name, _recorder(recorded, name)))
+    resid = dst[resid_name(first)].repeat(n, 1, 1)  # (G*B, pos, d_model)
+    with scoped_hooks(model, hooks):
+        output = runner.from_layer(resid, first, n)
+    if config.receivers:
+        output = _receiver_pass(runner, config, recorded, dst, n)
+    return [float(reduce_metric(pair.score(output[g * batch : (g + 1) * batch])))
+            for g in range(n)]
+
+
+def _receiver_pass(runner, config, recorded, dst, n) -> torch.Tensor:
+    """Pass 2: the base run with only the receivers' q/k/v taken from pass 1."""
+    first = min(r.layer for r in config.receivers)
+    hooks = []
+    for name, heads in _receiver_heads(config).items():
+        mask = torch.zeros(runner.model.cfg.n_heads, dtype=torch.bool)
+        mask[heads] = True
+        hooks.append((name, _splice_hook(recorded[name], mask[:, None])))
+    resid = dst[resid_name(first)].repeat(n, 1, 1)
+    with scoped_hooks(runner.model, hooks):
+        return runner.from_layer(resid, first, n)
+
+
+def _receiver_heads(config) -> dict[str, list[int]]:
+    heads: dict[str, list[int]] = {}
+    for r in config.receivers:
+        for x in r.inputs:
+            heads.setdefault(_input_name(r, x), []).append(r.head)
+    return heads
+
+
+def _input_name(r: Receiver, x: str) -> str:
+    return f"blocks.{r.layer}.attn.hook_{x}"
+
+
+def _freeze_z_hook(model, layer, chunk, src, dst, batch):
+    """z at ``layer``: base value for every head, the source value for each row's sender."""
+    name = f"blocks.{layer}.attn.hook_z"
+    mask = torch.zeros(len(chunk), 1, 1, model.cfg.n_heads, 1, dtype=torch.bool)
+    for g, (s_layer, s_head) in enumerate(chunk):
+        mask[g, 0, 0, s_head, 0] = s_layer == layer
+    src_z, dst_z = src[name][None], dst[name][None]  # (1, B, pos, head, d_head)
+
+    def hook(act: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask.to(act.device), src_z, dst_z).reshape(act.shape)
+
+    return name, hook
+
+
+def _constant_hook(value: torch.Tensor, repeats: int):
+    def hook(act: torch.Tensor) -> torch.Tensor:
+        return value.repeat(repeats, *([1] * (value.ndim - 1)))
+
+    return hook
+
+
+def _recorder(store: dict, name: str):
+    def hook(act: torch.Tensor) -> None:
+        store[name] = act
+
+    return hook
+
+
+def _splice_hook(recorded: torch.Tensor, head_mask: torch.Tensor):
+    """Replace the masked heads' entries of a (rows, pos, head, d_head) activation."""
+
+    def hook(act: torch.Tensor) -> torch.Tensor:
+        return torch.where(head_mask.to(act.device), recorded, act)
+
+    return hook
+
+
+def _table(pair, config, senders, values, base: Baselines) -> pd.DataFrame:
+    baseline = base.corrupted_metric if config.method == "denoising" else base.clean_metric
+    gap = base.clean_metric - base.corrupted_metric
+    rows = []
+    for (layer, head), value in zip(senders, values):
+        effect = value - baseline
+        rows.append((pair.task, "path_z", layer, head, -1, effect,
+                     effect / gap if gap else float("nan"), config.method, value,
+                     pair.metric_name, config.label()))
+    cols = ["task", "component", "layer", "head", "position", "effect", "normalized_effect",
+            "method", "patched_metric", "metric", "receivers"]
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,1 @@
+"""One module per ``attnlab`` subcommand; each defines ``register(subparsers, common)``."""

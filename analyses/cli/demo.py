@@ -1,0 +1,232 @@
+"""The stages of ``attnlab demo``: one run per dashboard page, each from the existing analyses.
+
+Every stage calls the library code its own CLI command calls, on a small sample, and writes
+one run under that command's name, so each dashboard page finds its tables:
+
+- ``probes`` (command ``demo``, MiniLM): entropy, massive activations, head norms -> the
+  Attention and Massive activations pages (:func:`probes.pipeline.run_probes`);
+- ``redundancy`` (organism): He et al. scores, drop curves, speedup, head importance -> the
+  Redundancy page (:func:`analyses.redundancy.study.run_redundancy`);
+- ``circuits`` (command ``report circuit``, organism, IOI): patching, attribution, path
+  patching, ablations, report.html/.md -> the Circuits page
+  (:func:`analyses.reports.circuit.write_circuit_report`);
+- ``sae`` (command ``sae features``, organism, the shipped layer-1 SAE): feature tables and
+  the SAE's evaluation -> the SAE features page (:func:`saes.features.feature_tables`).
+
+The stages only choose sample sizes and wire results into runs; nothing is re-implemented.
+Library code: no printing; each stage returns a :class:`StageResult` with summary lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from data.store import RunStore
+from probes.models import LoadedModel, load_model
+
+logger = logging.getLogger(__name__)
+
+STAGE_NAMES = ("probes", "redundancy", "circuits", "sae")
+ORGANISM_STAGES = ("redundancy", "circuits", "sae")
+VIA = "attnlab demo"  # recorded in every stage's run config
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sample sizes of the demo (defaults: the whole demo in about a minute on 2 CPU cores)."""
+
+    n_sentences: int | None = None  # probes: first N built-in sentences (None: all)
+    batch_size: int = 32  # probes: sentences per forward pass
+    massive_ratio: float = 100.0  # probes: ratio-to-median threshold of a massive activation
+    n_items: int = 64  # organism task items (redundancy evaluation, circuit prompt pairs)
+    max_drop: int = 4  # redundancy: modules dropped by the joint attention+MLP plan
+    timing_repeats: int = 3  # redundancy: timed forward passes per pruned model (median)
+    sae_layer: int = 1  # sae: the organism layer whose shipped SAE is described
+    sae_tokens: int = 10_000  # sae: held-out tokens scanned for the feature tables
+    sae_eval_tokens: int = 2000  # sae: held-out tokens of the SAE evaluation
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_sentences is not None and self.n_sentences < 1:
+            raise ValueError("--n-sentences must be >= 1 (or omitted for all)")
+        for name in ("batch_size", "max_drop", "timing_repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1")
+        if self.n_items < 4:
+            raise ValueError(f"--n-items must be >= 4 (task items per task), got {self.n_items}")
+        if self.sae_tokens < 100 or self.sae_eval_tokens < 100:
+            raise ValueError("--sae-tokens must be >= 100 (tokens scanned for the SAE tables)")
+
+
+class StageResult(NamedTuple):
+    """One finished stage: its run, timings and summary lines for the CLI to print."""
+
+    stage: str
+    run_id: str
+    run_path: Path
+    wall_s: float  # wall-clock seconds
+    cpu_s: float  # process CPU seconds (user + sys, all threads)
+    lines: list[str]
+
+
+class Models:
+    """Loads each model once for all stages (stages never modify a loaded model)."""
+
+    def __init__(self, device: str | None = None, preloaded: tuple[LoadedModel, ...] = ()) -> None:
+        self.device = device
+        self._cache: dict[str, LoadedModel] = {m.name: m for m in preloaded}
+
+    def get(self, name: str) -> LoadedModel:
+        if name not in self._cache:
+            self._cache[name] = load_model(name, device=self.device)
+        return self._cache[name]
+
+
+def hf_parity(loaded: LoadedModel, sentences: list[str]) -> float:
+    """Max |hidden(attnlab) - hidden(HF BertModel)| over real tokens of ``sentences``."""
+    from probes.models import load_hf_minilm
+    from probes.tokens import forward, tokenize
+
+    hf, tok = load_hf_minilm()
+    tokens = tokenize(loaded, sentences)
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = hf(**enc).last_hidden_state
+        ours = forward(loaded, tokens).cpu()
+    return float((ours - ref)[enc["attention_mask"].bool()].abs().max())
+
+
+def probes_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
+    """MiniLM probes over the built-in sentences, with the HF parity in the manifest."""
+    from data.sentences import builtin_sentences
+    from probes.massive import MassiveConfig
+    from probes.pipeline import ProbeConfig, run_probes
+
+    sentences = builtin_sentences()[: cfg.n_sentences]
+    loaded = models.get("minilm")
+    parity = hf_parity(loaded, sentences[:8])
+    probe_cfg = ProbeConfig(massive=MassiveConfig(ratio_threshold=cfg.massive_ratio))
+    config = {"n_sentences": len(sentences), "batch_size": cfg.batch_size,
+              "massive_abs": probe_cfg.massive.abs_threshold,
+              "massive_ratio": probe_cfg.massive.ratio_threshold}
+    with store.start_run(command="demo", model="minilm", config=config) as run:
+        with torch.no_grad():
+            tables = run_probes(loaded, sentences, batch_size=cfg.batch_size, config=probe_cfg,
+                                progress=True)
+        for name, df in tables.items():
+            run.write_table(name, df)
+        run.update_manifest(hf_parity_max_abs_diff=parity)
+    lines = [f"max |diff| vs HF BertModel = {parity:.1e}"]
+    lines += [f"table {name}: {len(df)} rows" for name, df in tables.items()]
+    return run, lines + probe_lines(tables)
+
+
+def probe_lines(tables) -> list[str]:
+    """The massive dims and the most collapsed heads, one line each."""
+    out = []
+    massive = tables.get("massive")
+    if massive is not None and len(massive):
+        dims = massive.groupby("dim")["value"].agg(lambda v: v.abs().max())
+        top = dims.sort_values(ascending=False).head(3)
+        desc = ", ".join(f"dim {d} (|max| {v:.0f})" for d, v in top.items())
+        out.append(f"massive activations: {len(massive)} values, in {desc}")
+    entropy = tables.get("entropy")
+    if entropy is not None and len(entropy):
+        norm = entropy[entropy["stat"] == "norm_mean"].sort_values("value").head(3)
+        heads = ", ".join(f"L{r.layer}H{r.head} ({r.value:.2f})" for r in norm.itertuples())
+        out.append(f"lowest normalised entropy: {heads}")
+    return out
+
+
+def redundancy_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
+    """He et al. scores, a joint drop plan vs two random plans, speedup and head importance."""
+    from analyses.redundancy.evaluation import DropEvalConfig
+    from analyses.redundancy.study import RedundancyConfig, run_redundancy, write_run
+
+    loaded = models.get("organism")
+    rcfg = RedundancyConfig(
+        strategies=("joint",), max_drop=cfg.max_drop, heads=True, head_items=cfg.n_items,
+        eval=DropEvalConfig(n_items=cfg.n_items, timing_repeats=cfg.timing_repeats,
+                            random_seeds=(0, 1)))
+    rcfg.drop_counts(loaded.cfg)  # too many drops: a clear error before the run starts
+    torch.manual_seed(0)
+    config = {"via": VIA, "strategy": "joint", "max_drop": cfg.max_drop, "heads": True,
+              "repeats": cfg.timing_repeats, "random_seeds": [0, 1], "n_items": cfg.n_items,
+              "device": str(loaded.cfg.device), "torch_threads": torch.get_num_threads()}
+    with store.start_run(command="redundancy", model="organism", config=config) as run:
+        res = run_redundancy(loaded, rcfg)
+        write_run(run, res)
+    last = res.speedup.sort_values("n_dropped").iloc[-1]
+    return run, [res.comparison.verdict,
+                 f"{int(last.n_dropped)} modules dropped -> {last.speedup:.2f}x measured speedup"]
+
+
+def circuits_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
+    """The IOI circuit report of the organism (tables + report.html/.md in one run)."""
+    from analyses.causal.circuit import CircuitConfig
+    from analyses.reports.circuit import write_circuit_report
+
+    ccfg = CircuitConfig(task="ioi", n=cfg.n_items, n_random=2)
+    run, a = write_circuit_report(models.get("organism"), ccfg, store)
+    heads = ", ".join(f"L{r.layer}H{r.head}" for r in a.top_heads.itertuples())
+    return run, [f"top IOI heads {heads}; attribution vs exact r = {a.attribution_r:.3f}",
+                 f"report: {run.path / 'report.html'}"]
+
+
+def sae_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
+    """Feature tables and evaluation of the organism's shipped attention SAE."""
+    from analyses.cli.commands.sae_cmd import FEATURE_TABLES
+    from saes.corpus import corpus_tokens
+    from saes.evaluate import evaluate_sae
+    from saes.features import feature_tables
+    from saes.io import load_shipped
+
+    loaded = models.get("organism")
+    sae = load_shipped("organism", cfg.sae_layer, loaded.cfg.device)
+    tokens = corpus_tokens(loaded, cfg.sae_tokens, seed=0, split="heldout")
+    config = {"via": VIA, "sae": "shipped", "layer": cfg.sae_layer, "tokens": cfg.sae_tokens,
+              "eval_tokens": cfg.sae_eval_tokens, "top": 10, "bins": 20, "features": None}
+    with store.start_run(command="sae features", model="organism", config=config) as run:
+        ft = feature_tables(loaded, sae, cfg.sae_layer, tokens)
+        for field, name in FEATURE_TABLES.items():
+            run.write_table(name, getattr(ft, field))
+        held = corpus_tokens(loaded, cfg.sae_eval_tokens, seed=1, split="heldout")
+        ev = evaluate_sae(loaded, sae, cfg.sae_layer, held)
+        run.write_table("sae_eval", ev.to_frame(model="organism", layer=cfg.sae_layer,
+                                                sae="shipped"))
+    return run, [f"{ft.dfa_heads.feature.nunique()} active features of the layer-"
+                 f"{cfg.sae_layer} SAE over {int(tokens.attention_mask.sum())} tokens",
+                 f"L0 {ev.l0:.1f}, explained variance {ev.explained_variance:.3f}, "
+                 f"CE loss recovered {ev.ce_recovered:.1%}"]
+
+
+STAGES: dict[str, Callable[[RunStore, DemoConfig, Models], tuple]] = {
+    "probes": probes_stage, "redundancy": redundancy_stage, "circuits": circuits_stage,
+    "sae": sae_stage,
+}
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+    """``"probes,sae"`` -> ("probes", "sae") in run order; ValueError names the choices."""
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in STAGES]
+    if bad or not wanted:
+        raise ValueError(f"unknown demo stage(s) {bad or '(none)'}: choose from "
+                         f"{', '.join(STAGE_NAMES)} (comma-separated)")
+    return tuple(s for s in STAGE_NAMES if s in wanted)
+
+
+def run_stage(name: str, store: RunStore, cfg: DemoConfig, models: Models) -> StageResult:
+    """Run one stage, timing it in wall-clock and process CPU seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    logger.info("demo stage %s", name)
+    run, lines = STAGES[name](store, cfg, models)
+    return StageResult(name, run.run_id, Path(run.path), time.perf_counter() - t0,
+                       time.process_time() - c0, lines)

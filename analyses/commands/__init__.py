@@ -1,1 +1,0 @@
-"""One module per `attnlab` subcommand; each defines ``register(subparsers)``."""

@@ -1,0 +1,97 @@
+"""Pure DataFrame -> plotly Figure functions for patching, attribution and ablation results.
+
+Shared by the circuit report (:mod:`analyses.reports.circuit`), the dashboard and notebooks:
+each takes
+a result table (schemas in :mod:`data.schemas`) and returns a ``plotly.graph_objects.Figure``;
+none runs a model or reads files.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+DIVERGING = "RdBu"
+
+
+def _pick(df: pd.DataFrame, component: str | None, method: str | None) -> pd.DataFrame:
+    out = df
+    if component is not None:
+        out = out[out.component == component]
+    if method is not None:
+        out = out[out.method == method]
+    if out.empty:
+        raise ValueError(f"no rows for component={component!r}, method={method!r}; the table "
+                         f"has components {sorted(df.component.unique())} and methods "
+                         f"{sorted(df.method.unique())}")
+    return out
+
+
+def patching_heatmap(df: pd.DataFrame, component: str | None = None, method: str | None = None,
+                     value: str = "normalized_effect", title: str | None = None) -> go.Figure:
+    """Layer x head (head sweeps) or layer x position (residual/sublayer sweeps) heatmap.
+
+    Per-position head sweeps become (layer.head) x position. The colour scale is centred on 0.
+    """
+    d = _pick(df, component, method)
+    by_head, by_pos = (d["head"] >= 0).any(), (d["position"] >= 0).any()
+    if by_head and by_pos:
+        d = d.assign(row=d["layer"].astype(str) + "." + d["head"].astype(str))
+        grid = d.pivot_table(index="row", columns="position", values=value, sort=False)
+        ylabel, xlabel = "layer.head", "position"
+    elif by_head:
+        grid = d.pivot_table(index="layer", columns="head", values=value)
+        ylabel, xlabel = "layer", "head"
+    else:
+        grid = d.pivot_table(index="layer", columns="position", values=value)
+        ylabel, xlabel = "layer", "position" if by_pos else "(all positions)"
+    lim = float(max(abs(grid.min().min()), abs(grid.max().max()), 1e-9))
+    fig = go.Figure(go.Heatmap(
+        z=grid.values, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
+        colorscale=DIVERGING, zmid=0, zmin=-lim, zmax=lim, colorbar={"title": value},
+        hovertemplate=f"{ylabel} %{{y}}, {xlabel} %{{x}}: %{{z:.3f}}<extra></extra>"))
+    comp = ", ".join(sorted(d.component.unique()))
+    meth = ", ".join(sorted(d.method.unique()))
+    fig.update_layout(title=title or f"{comp} patching ({meth})", xaxis_title=xlabel,
+                      yaxis_title=ylabel, yaxis={"autorange": "reversed"},
+                      height=max(300, 40 * len(grid.index) + 150))
+    return fig
+
+
+def attribution_scatter(df: pd.DataFrame, component: str = "z", direction: str = "denoising",
+                        value: str = "normalized_effect") -> go.Figure:
+    """Attribution estimate vs exact patching effect, one point per patch, with Pearson r.
+
+    ``df`` holds both sweeps (methods ``<direction>`` and ``attribution_<direction>``).
+    """
+    keys = ["layer", "head", "position"]
+    exact = _pick(df, component, direction)[keys + [value]]
+    attr = _pick(df, component, f"attribution_{direction}")[keys + [value]]
+    m = exact.merge(attr, on=keys, suffixes=("_exact", "_attr"))
+    r = m[f"{value}_exact"].corr(m[f"{value}_attr"])
+    labels = m["layer"].astype(str) + "." + m["head"].astype(str)
+    fig = go.Figure(go.Scatter(x=m[f"{value}_exact"], y=m[f"{value}_attr"], mode="markers",
+                               text=labels, hovertemplate="%{text}: exact %{x:.3f}, "
+                               "attribution %{y:.3f}<extra></extra>"))
+    lo = float(min(m[f"{value}_exact"].min(), m[f"{value}_attr"].min()))
+    hi = float(max(m[f"{value}_exact"].max(), m[f"{value}_attr"].max()))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                             line={"dash": "dot", "color": "grey"}))
+    fig.update_layout(title=f"attribution vs exact ({component}, {direction}): r = {r:.3f}",
+                      xaxis_title=f"exact {value}", yaxis_title=f"attribution {value}",
+                      showlegend=False, height=450)
+    return fig
+
+
+def ablation_table_figure(df: pd.DataFrame) -> go.Figure:
+    """Accuracy drop per task for each ablated head set (random sets with +-1 std bars)."""
+    if df.empty:
+        raise ValueError("empty ablation table")
+    fig = go.Figure()
+    for name, g in df.groupby("ablated_set", sort=False):
+        fig.add_trace(go.Bar(x=g["task"], y=g["drop"], name=f"{name} ({g['heads'].iloc[0]})",
+                             error_y={"type": "data", "array": g["drop_std"]}))
+    fig.update_layout(barmode="group", title="accuracy drop when a head set is ablated",
+                      xaxis_title="task", yaxis_title="accuracy drop (clean - ablated)",
+                      height=420)
+    return fig

@@ -1,0 +1,2 @@
+"""Redundancy (He et al. 2024): similarity scores, layer dropping, evaluation of dropped
+models and the whole study that ties them together."""

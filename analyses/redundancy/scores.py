@@ -1,0 +1,285 @@
+"""Similarity-based importance of attention, MLP and whole blocks (He et al. 2024).
+
+He et al., "What Matters in Transformers? Not All Attention is Needed" (2024), score a module
+with input X and output Y (the output *includes* the residual) by
+``S = 1 - mean_t cos(X_t, Y_t)`` over calibration tokens; a low S means the module barely
+changes the hidden state and is a candidate for dropping (:mod:`analyses.redundancy.dropping`).
+
+Where X and Y sit (the "droppable unit" definition)
+---------------------------------------------------
+A score must measure exactly the map that dropping replaces by the identity.
+
+- Pre-LN decoders (HookedTransformer, e.g. the organism): the attention unit is
+  ``X -> X + attn(ln1(X))``, so X = ``hook_resid_pre``, Y = ``hook_resid_mid``; the MLP unit
+  maps ``hook_resid_mid -> hook_resid_post``; the block maps ``resid_pre -> resid_post``.
+  This is He et al.'s definition verbatim.
+- Post-LN BERT (HookedEncoder, MiniLM): the block is ``r -> ln2(h + mlp(h))`` with
+  ``h = ln1(r + attn(r))`` (transformer_lens/components/bert_block.py). The LayerNorm sits
+  *after* the residual sum, so the attention unit is ``r -> ln1(r + attn(r))`` (X =
+  ``hook_resid_pre``, Y = ln1's output) and the MLP unit is ``h -> ln2(h + mlp(h))`` (Y =
+  ``hook_normalized_resid_post``, the block output). Dropping a unit removes the sublayer
+  *and its LayerNorm* (DESIGN §7), so this Y -- not He et al.'s pre-LN sum ``r + attn(r)`` --
+  is what the next module would see change. The pre-LN sum variant is available as
+  ``definition="residual_sum"`` for comparison (BERT only; identical for pre-LN models);
+  note MiniLM's pre-LN sums carry a massive dimension (~200) that dominates their cosine.
+
+TransformerLens' LayerNorm hook ``hook_normalized`` precedes the affine ``w, b``; the
+accumulator port applies ``x * w + b`` to recover the module output (a pure function).
+
+Scores are streamed: one :class:`CosineAccumulator` per module receives X and Y from two hooks
+(its ``input`` / ``output`` ports follow the probes' ``update(tensor, mask)`` protocol), keeps
+a float64 running sum of per-token fp32 cosines over non-padding tokens, and nothing else --
+memory does not grow with the calibration set.
+
+    >>> scores = similarity_scores(load_model("minilm"), tokenize(lm, sentences))
+    >>> scores.columns  # layer, module, score, mean_cos, n_tokens
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+import pandas as pd
+import torch
+
+from probes.capture import capture
+from probes.tokens import Tokens, batches
+
+if TYPE_CHECKING:
+    from analyses.redundancy.dropping import DropSet
+    from probes.models import LoadedModel
+
+ModuleKind = Literal["attn", "mlp", "block"]
+MODULE_KINDS: tuple[str, ...] = ("attn", "mlp", "block")
+DEFINITIONS = ("unit", "residual_sum")
+
+
+class ModuleRef(NamedTuple):
+    """One droppable module: ``layer`` index and ``module`` in attn | mlp | block."""
+
+    layer: int
+    module: str
+
+
+class HookRef(NamedTuple):
+    """A hook point, and an optional LayerNorm affine ``(w, b)`` to apply to its tensor."""
+
+    name: str
+    affine: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class ModuleIO(NamedTuple):
+    """Where a module's input X and output Y are read."""
+
+    x: HookRef
+    y: HookRef
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How similarity scores are computed."""
+
+    batch_size: int = 16  # prompts per forward pass
+    definition: str = "unit"  # "unit" (what dropping removes) | "residual_sum" (BERT pre-LN sum)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.definition not in DEFINITIONS:
+            raise ValueError(f"definition must be one of {DEFINITIONS}, got {self.definition!r}")
+
+
+# ----------------------------------------------------------------------------- accumulator
+
+
+def masked_cosines(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """fp32 cos(x_t, y_t) of every non-padding token: (batch, pos, d) x2 -> (n_tokens,)."""
+    cos = torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1)  # (batch, pos)
+    return cos.flatten() if mask is None else cos[mask.to(cos.device).bool()]
+
+
+def _apply_affine(t: torch.Tensor, affine) -> torch.Tensor:
+    if affine is None:
+        return t
+    w, b = affine
+    return t.float() * w.float() + b.float()
+
+
+class _Port:
+    """One input of a :class:`CosineAccumulator`; follows the ``update(tensor, mask)`` protocol."""
+
+    def __init__(self, owner: CosineAccumulator, side: str, affine=None) -> None:
+        self.owner, self.side, self.affine = owner, side, affine
+
+    def update(self, tensor: torch.Tensor, mask: torch.Tensor | None, **ctx) -> None:
+        self.owner._receive(self.side, _apply_affine(tensor.detach(), self.affine), mask)
+
+    def result(self) -> pd.DataFrame:
+        return self.owner.result()
+
+
+class CosineAccumulator:
+    """Streaming mean of cos(X_t, Y_t) over non-padding tokens for one module.
+
+    Register ``acc.input`` on X's hook and ``acc.output`` on Y's hook; X fires first in every
+    forward pass and is held only until Y arrives. ``result()`` is a one-row table.
+    """
+
+    def __init__(self, ref: ModuleRef, io: ModuleIO) -> None:
+        self.ref = ref
+        self.input = _Port(self, "x", io.x.affine)
+        self.output = _Port(self, "y", io.y.affine)
+        self._pending: torch.Tensor | None = None
+        self._sum = 0.0  # float64 running sum of cosines
+        self._count = 0
+
+    def _receive(self, side: str, tensor: torch.Tensor, mask: torch.Tensor) -> None:
+        if side == "x":
+            self._pending = tensor
+            return
+        if self._pending is None:
+            raise RuntimeError(f"{self.ref}: output arrived before input; check the hook order")
+        self.update_pair(self._pending, tensor, mask)
+        self._pending = None
+
+    def update_pair(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
+        cos = masked_cosines(x, y, mask)  # (n_tokens,)
+        self._sum += float(cos.double().sum())
+        self._count += int(cos.numel())
+
+    def result(self) -> pd.DataFrame:
+        if self._count == 0:
+            raise ValueError(f"no tokens reached {self.ref}: was the module dropped?")
+        mean_cos = self._sum / self._count
+        return pd.DataFrame([{
+            "layer": self.ref.layer, "module": self.ref.module, "score": 1.0 - mean_cos,
+            "mean_cos": mean_cos, "n_tokens": self._count,
+        }])
+
+
+# ----------------------------------------------------------------------------- hook locations
+
+
+def _ln_affine(ln) -> tuple[torch.Tensor, torch.Tensor]:
+    return ln.w.detach(), ln.b.detach()
+
+
+def is_encoder(model) -> bool:
+    """Whether ``model`` is a TransformerLens HookedEncoder (post-LN BERT blocks)."""
+    from transformer_lens import HookedEncoder
+
+    return isinstance(model, HookedEncoder)
+
+
+def module_io(model, ref: ModuleRef, drops: DropSet | None = None,
+              definition: str = "unit") -> ModuleIO:
+    """Hook locations of ``ref``'s X and Y in ``model`` with ``drops`` already removed."""
+    layer, module = ref
+    attn_gone = drops is not None and layer in drops.attn
+    mlp_gone = drops is not None and layer in drops.mlp
+    pre = HookRef(f"blocks.{layer}.hook_resid_pre")
+    if is_encoder(model):
+        block = model.blocks[layer]
+        if definition == "residual_sum":
+            mid = HookRef(f"blocks.{layer}.hook_resid_mid")
+            if module == "mlp":  # the MLP's residual sum reads ln1's output
+                pre = HookRef(f"blocks.{layer}.ln1.hook_normalized", _ln_affine(block.ln1))
+            post = HookRef(f"blocks.{layer}.hook_resid_post")
+            return ModuleIO(pre, mid if module == "attn" else post)
+        mid = pre if attn_gone else HookRef(f"blocks.{layer}.ln1.hook_normalized",
+                                            _ln_affine(block.ln1))
+        post = mid if mlp_gone else HookRef(f"blocks.{layer}.hook_normalized_resid_post")
+    else:
+        mid = HookRef(f"blocks.{layer}.hook_resid_post" if model.cfg.attn_only
+                      else f"blocks.{layer}.hook_resid_mid")
+        post = HookRef(f"blocks.{layer}.hook_resid_post")
+    return {"attn": ModuleIO(pre, mid), "mlp": ModuleIO(mid, post),
+            "block": ModuleIO(pre, post)}[module]
+
+
+def all_modules(cfg, kinds: Sequence[str] = MODULE_KINDS) -> list[ModuleRef]:
+    """Every (layer, module) of a model config; attention-only models have no MLP."""
+    bad = [k for k in kinds if k not in MODULE_KINDS]
+    if bad:
+        raise ValueError(f"unknown module kind(s) {bad}: use {MODULE_KINDS}")
+    has_mlp = not getattr(cfg, "attn_only", False)
+    return [ModuleRef(layer, k) for layer in range(cfg.n_layers) for k in kinds
+            if k != "mlp" or has_mlp]
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def stream_scores(loaded: LoadedModel, tokens: Tokens, accs: Sequence[CosineAccumulator],
+                  ios: Sequence[ModuleIO], batch_size: int) -> None:
+    """Feed ``accs`` through the probes' scoped capture, one forward per batch (no cache)."""
+    ports: dict[str, list] = {}
+    for acc, io in zip(accs, ios, strict=True):
+        ports.setdefault(io.x.name, []).append(acc.input)
+        ports.setdefault(io.y.name, []).append(acc.output)
+    with capture(loaded, ports) as cap, torch.no_grad():
+        for batch in batches(tokens, batch_size):
+            cap.forward(batch)
+
+
+def similarity_scores(
+    loaded: LoadedModel, tokens: Tokens, modules: Sequence[ModuleRef] | None = None,
+    drops: DropSet | None = None, config: ScoreConfig | None = None,
+) -> pd.DataFrame:
+    """He et al.'s importance ``1 - mean cos(X, Y)`` of each module, as a tidy table.
+
+    ``loaded`` may be a pruned model (:func:`analyses.redundancy.dropping.prune`) with ``drops``
+    its drop
+    set; dropped modules cannot be scored. Columns: layer, module, score, mean_cos, n_tokens.
+    """
+    config = config or ScoreConfig()
+    modules = list(modules) if modules is not None else all_modules(loaded.cfg)
+    if drops is not None:
+        gone = [m for m in modules if drops.is_dropped(m.layer, m.module)]
+        if gone:
+            raise ValueError(f"cannot score dropped modules {gone}")
+    ios = [module_io(loaded.model, m, drops, config.definition) for m in modules]
+    accs = [CosineAccumulator(m, io) for m, io in zip(modules, ios, strict=True)]
+    stream_scores(loaded, tokens, accs, ios, config.batch_size)
+    out = pd.concat([a.result() for a in accs], ignore_index=True)
+    return out.sort_values(["layer", "module"], ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- He et al. check
+
+
+@dataclass(frozen=True)
+class HeComparison:
+    """Does a model show He et al.'s ordering (attention far more redundant than MLP)?"""
+
+    attn_scores: list[float]  # per layer, unit definition
+    mlp_scores: list[float]  # per layer
+    mean_attn: float
+    mean_mlp: float
+    layers_attn_below_mlp: list[int]  # layers whose attention scores lower than their MLP
+    attn_layers_by_score: list[int]  # attention layers, most redundant first
+    lowest_attn_in_deeper_half: bool  # the most redundant attention layer is a deep one
+    same_ordering: bool  # mean_attn < mean_mlp, in most layers, and deep attention lowest
+    verdict: str  # one sentence with the figures
+
+
+def he_comparison(scores: pd.DataFrame) -> HeComparison:
+    """Compare a ``redundancy`` table (one definition) with He et al.'s reported ordering."""
+    wide = scores.pivot_table(index="layer", columns="module", values="score").sort_index()
+    if "mlp" not in wide:
+        raise ValueError("the model has no MLP sublayers: attention vs MLP cannot be compared")
+    attn, mlp = wide["attn"], wide["mlp"]
+    below = [int(i) for i in wide.index if attn[i] < mlp[i]]
+    by_score = [int(i) for i in attn.sort_values().index]
+    n = len(wide)
+    deep = by_score[0] >= n / 2
+    same = attn.mean() < mlp.mean() and len(below) > n / 2 and deep
+    verdict = (
+        f"{'same as' if same else 'differs from'} He et al.: mean attention score "
+        f"{attn.mean():.4f} vs MLP {mlp.mean():.4f} (ratio {attn.mean() / mlp.mean():.2f}); "
+        f"attention below MLP in {len(below)}/{n} layers; most redundant attention layer "
+        f"{by_score[0]} ({'deeper' if deep else 'shallower'} half)")
+    return HeComparison([float(x) for x in attn], [float(x) for x in mlp], float(attn.mean()),
+                        float(mlp.mean()), below, by_score, bool(deep), bool(same), verdict)

@@ -1,0 +1,1 @@
+"""Offline reports (self-contained HTML) written from analysis results."""

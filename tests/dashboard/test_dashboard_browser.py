@@ -1,0 +1,123 @@
+"""End to end: the real Streamlit server on a loopback port, every page in headless Chromium.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` Python
+package (its own browser download is not used: ``executable_path`` points at Debian's).
+Screenshots of every page go to ``test-artifacts/`` (git-ignored) for CI to keep. The server
+reads a store written by the real ``attnlab demo`` stages (:mod:`tests.support.demo`), so this is
+what a user sees after ``attnlab demo``: every page must render figures.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from analyses.cli.commands.dashboard_cmd import app_path, streamlit_command
+from tests.support import REPO_ROOT
+from tests.support.demo import demo_store
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTEFACTS = REPO_ROOT / "test-artifacts"
+#: url path -> (page title, whether the demo store gives it plotly charts)
+#: A deep link comes first: the server's first session must also be routed through app.py.
+PAGES = {"attention": ("Attention", True), "massive": ("Massive activations", True),
+         "sae_features": ("SAE features", True), "redundancy": ("Redundancy", True),
+         "circuits": ("Circuits", True), "": ("Runs", False)}
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, minilm, organism):
+    root, _ = demo_store(tmp_path_factory, minilm, organism)
+    port = _free_port()
+    env = dict(os.environ, ATTNLAB_RUNS=str(root))
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(streamlit_command(app_path(), "127.0.0.1", port), env=env,
+                                stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} not found: `apt-get install -y chromium` (Debian) runs this test")
+    playwright = pytest.importorskip("playwright.sync_api",
+                                     reason="`pip install playwright` runs this test")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_every_page_renders_in_chromium(browser, server):  # no chromium: skip before the demo
+    ARTEFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    failures = []
+    for path, (title, has_charts) in PAGES.items():
+        page.goto(f"{server}/{path}", wait_until="domcontentloaded")
+        heading = page.locator("h1", has_text=title)
+        heading.first.wait_for(timeout=60_000)
+        if has_charts:
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        # let the script run finish: the status widget shows while it runs
+        page.wait_for_function(
+            "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+        page.screenshot(path=str(ARTEFACTS / f"dashboard-{path or 'runs'}.png"), full_page=True)
+        n_exc = page.locator('[data-testid="stException"]').count()
+        body = page.inner_text("body")
+        if n_exc or "attnlab dashboard error" in body or "Traceback" in body:
+            failures.append(f"/{path}: {n_exc} exception boxes")
+        # a deep link must go through app.py (navigation + sidebar), not a bare page script
+        if "Run store:" not in body or "Massive activations" not in page.inner_text(
+                '[data-testid="stSidebar"]'):
+            failures.append(f"/{path}: not routed through dashboard/app.py")
+        if has_charts and page.locator(".js-plotly-plot").count() < 2:
+            failures.append(f"/{path}: expected plotly charts")
+        if "No completed run" in body or "writes it." in body:
+            failures.append(f"/{path}: a table the demo should write is missing")
+        if not has_charts and len(body.strip()) < 100:
+            failures.append(f"/{path}: almost no content")
+    page.close()
+    assert not failures, failures
