@@ -50,6 +50,39 @@ class LoadedModel:
     def cfg(self) -> Any:
         return self.model.cfg
 
+    @property
+    def is_encoder(self) -> bool:
+        """Bidirectional (BERT-style, post-LN) rather than a causal decoder."""
+        return self.kind == "encoder"
+
+
+def unwrap(model_or_loaded: Any) -> Any:
+    """The TransformerLens model inside a :class:`LoadedModel`, or the model itself.
+
+    The one place that decides what counts as a model: a LoadedModel, or anything with
+    TransformerLens' ``hook_dict`` (HookedTransformer, HookedEncoder, a pruned copy).
+    """
+    if isinstance(model_or_loaded, LoadedModel):
+        return model_or_loaded.model
+    if not hasattr(model_or_loaded, "hook_dict"):
+        raise TypeError(
+            f"expected a LoadedModel or a TransformerLens model (with hook_dict), got "
+            f"{type(model_or_loaded).__name__}")
+    return model_or_loaded
+
+
+def is_encoder(model_or_loaded: Any) -> bool:
+    """Whether a LoadedModel or TransformerLens model is a bidirectional encoder (HookedEncoder).
+
+    Decided by the model's class (isinstance), so a bare HookedEncoder and a LoadedModel of
+    kind "encoder" agree.
+    """
+    if isinstance(model_or_loaded, LoadedModel):
+        return model_or_loaded.is_encoder
+    from transformer_lens import HookedEncoder
+
+    return isinstance(unwrap(model_or_loaded), HookedEncoder)
+
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is not None:

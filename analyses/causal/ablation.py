@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from analyses.causal.batched import capture, scoped_hooks
+from probes.models import unwrap
 
 KINDS = ("head", "attn", "mlp")
 ABLATIONS = ("zero", "mean", "resample")
@@ -123,7 +124,7 @@ def _replace(value: torch.Tensor, head_mask: torch.Tensor | None):
 def ablated_forward(model, tokens: torch.Tensor, components: Sequence[Component],
                     config: AblationConfig, reference: torch.Tensor | None = None):
     """Logits (batch, pos, d_vocab) of ``tokens`` with ``components`` ablated."""
-    model = getattr(model, "model", model) if hasattr(model, "kind") else model
+    model = unwrap(model)
     check_components(model, components)
     values = replacement_values(model, components, config, tokens.shape[0], tokens.shape[1],
                                 reference)

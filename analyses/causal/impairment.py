@@ -21,6 +21,7 @@ import pandas as pd
 
 from analyses.causal.ablation import AblationConfig, ablated_forward, heads
 from analyses.causal.patching import PatchingConfig, pair_from_task, patch
+from probes.models import unwrap
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def selective_impairment(model, datasets: Mapping, references: Mapping,
     """
     if accuracy is None:
         from data.tasks import accuracy
-    model = getattr(model, "model", model) if hasattr(model, "kind") else model
+    model = unwrap(model)
     missing = [t for t in config.source_tasks if t not in datasets]
     if missing:
         raise ValueError(f"no dataset for source tasks {missing}: pass them in datasets")
@@ -105,7 +106,7 @@ def ablation_accuracy(model, datasets: Mapping, references: Mapping, components,
     """One ablated component set on every dataset: the `impairment` table's rows."""
     if accuracy is None:
         from data.tasks import accuracy
-    model = getattr(model, "model", model) if hasattr(model, "kind") else model
+    model = unwrap(model)
     label = " ".join(c.label() for c in components)
     rows = []
     for task, ds in datasets.items():

@@ -26,6 +26,7 @@ import torch
 
 from analyses.causal.patching import PatchPair
 from analyses.causal.path_patching import PathPatchingConfig, Receiver, path_patch
+from probes.models import unwrap
 
 
 class IOIResult(NamedTuple):
@@ -83,7 +84,7 @@ def _strongest(table: pd.DataFrame, k: int, negative: bool = True) -> pd.DataFra
 def ioi_circuit(model, dataset, k: int = 3, name_ids: set[int] | None = None,
                 seed: int = 0) -> IOIResult:
     """Name movers, S-inhibition and induction/duplicate-token candidates (k of each)."""
-    model = getattr(model, "model", model) if hasattr(model, "kind") else model
+    model = unwrap(model)
     pair = abc_pair(dataset, name_ids if name_ids is not None else organism_name_ids(model),
                     seed)
     cfg = dict(method="noising", freeze_mlps=True)

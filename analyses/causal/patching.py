@@ -50,6 +50,7 @@ from analyses.causal.fast import (
     first_difference,
     unsupported_reason,
 )
+from probes.models import is_encoder, unwrap
 
 RESID_LIKE = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_VECTORS = ("z", "q", "k", "v")
@@ -163,15 +164,6 @@ class PatchingResult(NamedTuple):
     clean_metric: float
     corrupted_metric: float
     engine: str = "hooks"  # which engine ran the sweep: fast | hooks (attribution: n/a)
-
-
-def unwrap(model):
-    """A HookedTransformer/HookedEncoder from itself or a probes.models.LoadedModel."""
-    return getattr(model, "model", model) if hasattr(model, "kind") else model
-
-
-def is_encoder(model) -> bool:
-    return type(model).__name__ == "HookedEncoder"
 
 
 def make_runner(model, pair: PatchPair) -> Runner:

@@ -49,7 +49,7 @@ from probes.tokens import Tokens, batches
 
 if TYPE_CHECKING:
     from analyses.redundancy.dropping import DropSet
-    from probes.models import LoadedModel
+    from probes.models import LoadedModel, is_encoder
 
 ModuleKind = Literal["attn", "mlp", "block"]
 MODULE_KINDS: tuple[str, ...] = ("attn", "mlp", "block")
@@ -164,13 +164,6 @@ class CosineAccumulator:
 
 def _ln_affine(ln) -> tuple[torch.Tensor, torch.Tensor]:
     return ln.w.detach(), ln.b.detach()
-
-
-def is_encoder(model) -> bool:
-    """Whether ``model`` is a TransformerLens HookedEncoder (post-LN BERT blocks)."""
-    from transformer_lens import HookedEncoder
-
-    return isinstance(model, HookedEncoder)
 
 
 def module_io(model, ref: ModuleRef, drops: DropSet | None = None,
