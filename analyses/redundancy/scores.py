@@ -45,11 +45,12 @@ import pandas as pd
 import torch
 
 from probes.capture import capture
+from probes.models import is_encoder
 from probes.tokens import Tokens, batches
 
 if TYPE_CHECKING:
     from analyses.redundancy.dropping import DropSet
-    from probes.models import LoadedModel, is_encoder
+    from probes.models import LoadedModel
 
 ModuleKind = Literal["attn", "mlp", "block"]
 MODULE_KINDS: tuple[str, ...] = ("attn", "mlp", "block")
