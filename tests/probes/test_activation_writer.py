@@ -16,13 +16,6 @@ PROMPTS = ["The cat sat on the mat.", "A much longer sentence about the weather 
            "The train to Boston leaves at seven."]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from probes.models import load_model
-
-    return load_model("minilm", device="cpu")
-
-
 def _reference(loaded, layer):
     from probes.tokens import tokenize
 

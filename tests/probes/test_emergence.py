@@ -75,11 +75,10 @@ def test_bad_input():
 
 
 @pytest.mark.slow
-def test_massive_trajectory_reads_each_checkpoint():
-    from probes.models import load_model
+def test_massive_trajectory_reads_each_checkpoint(minilm):
     from probes.pipeline import run_probes
 
-    loaded = load_model("minilm", device="cpu")
+    loaded = minilm
     prompts = ["The cat sat on the mat.", "Bees carry pollen from flower to flower."]
     calls = []
     ckpts = {10: loaded, 0: lambda: calls.append(0) or loaded}

@@ -138,13 +138,6 @@ def test_both_bounds_hold_on_random_models(seed, scale):
         assert w["norm_mean"].min() < 0.5  # sharp attention: the test covers low entropies
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from probes.models import load_model
-
-    return load_model("minilm", device="cpu")
-
-
 @pytest.mark.slow
 def test_minilm_matches_per_prompt_cache_and_bound_holds(minilm):
     from data.sentences import builtin_sentences

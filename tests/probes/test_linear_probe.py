@@ -56,11 +56,10 @@ def test_bad_input():
 
 
 @pytest.mark.slow
-def test_probe_layers_on_minilm():
+def test_probe_layers_on_minilm(minilm):
     from data.sentences import builtin_sentences
-    from probes.models import load_model
 
-    loaded = load_model("minilm", device="cpu")
+    loaded = minilm
     prompts = builtin_sentences()[:60]
     # task: is this token a subword continuation ("##...")? special tokens are skipped
     label_fn = lambda toks: [None if t in ("[CLS]", "[SEP]") else t.startswith("##")

@@ -92,13 +92,6 @@ def test_carriers_and_config_validation(tiny):
         MassiveConfig(abs_threshold=-1)
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from probes.models import load_model
-
-    return load_model("minilm", device="cpu")
-
-
 @pytest.mark.slow
 def test_minilm_massive_dim_99_on_cls(minilm):
     from data.sentences import builtin_sentences
