@@ -3,7 +3,7 @@
 - `minilm` (encoders): the built-in English sentences (`data.sentences`), split
   deterministically into a train part and a held-out part (every 5th sentence).
 - `organism`: fresh rows of the organism's own training distribution (all four task
-  families, `data.organism.model.make_batch`), drawn with seeds its training never used.
+  families, `data.organism.heldout`), drawn with seeds its training never used.
 - any other model: pass your own prompts (`prompts=`).
 
     tokens = corpus_tokens(loaded, n_tokens=100_000, seed=0)              # train split
@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import random
 
-import torch
-
 from probes.models import LoadedModel
 from probes.tokens import Tokens, tokenize
 
 SPLITS = ("train", "heldout")
 HELDOUT_EVERY = 5  # minilm: sentence i is held out when i % 5 == 4
-ORGANISM_SEED_OFFSET = 7_919_000  # organism rows: seeds far from the training run's batches
 
 
 def minilm_sentences(split: str) -> list[str]:
@@ -35,38 +32,21 @@ def minilm_sentences(split: str) -> list[str]:
     return [s for i, s in enumerate(sents) if (i % HELDOUT_EVERY == HELDOUT_EVERY - 1) == held]
 
 
-def organism_tokens(n_tokens: int, seed: int, split: str) -> Tokens:
-    """Rows of the organism's training mix (`data.organism.model.make_batch`), as Tokens.
+def organism_tokens(split: str, seed: int = 0, *, n_rows: int | None = None,
+                    n_tokens: int | None = None) -> Tokens:
+    """Held-out rows of the organism's training mix (`data.organism.heldout`), as Tokens.
 
-    Batches are drawn with seeds the organism's own training never used (its batch t uses
-    (train seed, t)); the train and held-out splits use disjoint seeds.
+    Splits "train"/"heldout" (SAE corpora, `n_tokens`) and "calibration"/"eval" (the
+    redundancy study, `n_rows`) come from seeds the organism's training never used.
     """
-    from data.organism.load import read_config
-    from data.organism.model import make_batch
-    from data.organism.world import PAD, make_world
+    from data.organism.heldout import heldout_rows, training_setup
 
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    conf = read_config()
-    world = make_world(**conf["world"])
-    mix, n_ctx = conf["train_config"]["mix"], conf["model_config"]["n_ctx"]
-    run_seed = ORGANISM_SEED_OFFSET + 2 * int(seed) + (split == "heldout")
-    ids, masks, total, step = [], [], 0, 0
-    while total < n_tokens:
-        batch = make_batch(step, run_seed, world, mix, 64, n_ctx)
-        ids.append(batch.tokens)
-        masks.append(batch.mask.long())
-        total += int(batch.mask.sum())
-        step += 1
-    width = max(t.shape[1] for t in ids)
-    pad = world.vocab.index(PAD)
-    ids_t = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad)
-                       for t in ids])  # (batch, pos)
-    mask_t = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks])
-    vocab = world.vocab
+    batch = heldout_rows(split, seed, n_rows=n_rows, n_tokens=n_tokens)
+    mask = batch.mask.long()  # (batch, pos)
+    vocab = training_setup().world.vocab
     str_tokens = [[vocab[i] for i in row[: int(n)]] for row, n in
-                  zip(ids_t.tolist(), mask_t.sum(1).tolist())]
-    return Tokens(ids_t, mask_t, mask_t.sum(1), str_tokens)
+                  zip(batch.tokens.tolist(), mask.sum(1).tolist())]
+    return Tokens(batch.tokens, mask, mask.sum(1), str_tokens)
 
 
 def corpus_tokens(
@@ -79,7 +59,9 @@ def corpus_tokens(
             prompts = minilm_sentences(split)
             random.Random(seed).shuffle(prompts)
         elif loaded.name == "organism":
-            return _trim(organism_tokens(n_tokens, seed, split), n_tokens)
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            return _trim(organism_tokens(split, seed, n_tokens=n_tokens), n_tokens)
         else:
             raise ValueError(
                 f"no default corpus for model {loaded.name!r}: pass prompts (a list of "

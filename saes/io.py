@@ -108,8 +108,9 @@ def load_shipped(model: str, layer: int, device: str | torch.device = "cpu"):
     if not (path / "cfg.json").is_file():
         have = ", ".join(f"{m} layer {la}" for m, la, _ in list_shipped()) or "none"
         raise FileNotFoundError(
-            f"no shipped SAE for {model!r} layer {layer} (shipped: {have}); train one with "
-            f"`attnlab sae train --model {model} --layer {layer}` or `attnlab demo-sae`"
+            f"no shipped SAE for {model!r} layer {layer} (shipped: {have}); rebuild the shipped "
+            f"ones with `attnlab sae ship --model {model} --layers {layer}`, or train one with "
+            f"`attnlab sae train --model {model} --layer {layer}` and pass its folder as --sae"
         )
     return load_sae(path, device)
 

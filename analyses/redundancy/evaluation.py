@@ -17,8 +17,9 @@ drops;
 several repeats, and reports the medians.
 
 Calibration sets (for the scores) are kept apart from the evaluation sets where the data allow:
-organism scores use a corpus batch that the LM-loss batch does not share; MiniLM scores use the
-standalone built-in sentences, while retrieval is measured on all built-in sentences.
+organism scores use the held-out corpus split "calibration" and the LM loss the split "eval"
+(``data.organism.heldout``); MiniLM scores use the standalone built-in sentences, while
+retrieval is measured on all built-in sentences.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import pandas as pd
 import torch
 
 from analyses.redundancy.dropping import DropPlan, prune
+from data.metrics import next_token_nll
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches, forward, pool_embedding, tokenize
+from saes.corpus import organism_tokens
 
 ORGANISM_TASKS = ("induction", "ioi", "recall", "reasoning")
 
@@ -69,46 +72,14 @@ def _rows(metrics: dict[str, float]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- organism
 
 
-def organism_corpus_tokens(n_rows: int, seed: int, purpose: str) -> Tokens:
-    """Held-out training-distribution rows (``purpose`` "calibration" or "eval") as Tokens.
-
-    Same task mix and context as the shipped organism's training (organism.json); training
-    uses ``make_batch(step >= 0)`` and its monitor step -1, these use steps -2/-3 (- 10 seed).
-    """
-    from data.organism.model import make_batch
-    from data.tasks import organism_world
-
-    step = {"calibration": -2, "eval": -3}[purpose]
-    mix, train_seed, n_ctx = _organism_training_setup()
-    batch = make_batch(step - 10 * seed, train_seed, organism_world(), mix, n_rows, n_ctx)
-    mask = batch.mask.long()
-    return Tokens(batch.tokens, mask, mask.sum(1), [["?"] * int(n) for n in mask.sum(1)])
-
-
-def _organism_training_setup() -> tuple[dict[str, float], int, int]:
-    """(task mix, training seed, n_ctx) of the shipped organism, else the config defaults."""
-    from data.organism.config import ModelConfig, TrainConfig
-    from data.organism.load import read_config
-
-    try:
-        conf = read_config()
-        return (conf["train_config"]["mix"], int(conf["train_config"]["seed"]),
-                int(conf["model_config"]["n_ctx"]))
-    except (FileNotFoundError, KeyError):
-        return TrainConfig().mix, TrainConfig().seed, ModelConfig().n_ctx
-
-
 @torch.no_grad()
 def lm_loss(loaded: LoadedModel, tokens: Tokens, batch_size: int) -> float:
-    """Mean next-token cross-entropy over real targets (right padding is causal-safe)."""
+    """Mean next-token cross-entropy over real targets (``data.metrics.next_token_nll``)."""
     total, count = 0.0, 0
     for b in batches(tokens, batch_size):
-        logits = forward(loaded, b).float()  # (batch, pos, d_vocab)
-        logp = logits[:, :-1].log_softmax(-1)
-        nll = -logp.gather(-1, b.ids[:, 1:, None].to(logp.device))[..., 0]  # (batch, pos-1)
-        keep = b.attention_mask[:, 1:].bool().to(nll.device)
-        total += float(nll[keep].double().sum())
-        count += int(keep.sum())
+        nll = next_token_nll(forward(loaded, b), b.ids, b.attention_mask)
+        total += float(nll.total)
+        count += nll.count
     return total / count
 
 
@@ -119,7 +90,7 @@ class OrganismEval:
         from data.tasks import load_task
 
         self.config = config
-        self.lm_tokens = organism_corpus_tokens(config.n_lm_rows, config.seed, "eval")
+        self.lm_tokens = organism_tokens("eval", config.seed, n_rows=config.n_lm_rows)
         self.datasets = [load_task(t, config.n_items, config.seed) for t in config.tasks]
 
     @property

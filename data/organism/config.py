@@ -12,7 +12,7 @@ from data.organism.corpus import FAMILIES
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the HookedTransformer (LayerNorm, GELU, learned positions)."""
+    """Architecture of the HookedTransformer (LayerNorm, GELU, rotary positions by default)."""
 
     n_layers: int = 4  # transformer blocks
     d_model: int = 64  # residual width

@@ -1,62 +1,62 @@
-"""Per-checkpoint training-dynamics measurements (table ``organism_dynamics``).
-
-Self-contained on purpose (the probes package sits above ``data/``): computed with
-``run_with_cache`` on a few fixed evaluation rows at each log-spaced checkpoint.
+"""The organism's per-checkpoint training-dynamics table (``organism_dynamics``): its rows, the
+fixed evaluation rows they are measured on, and the checkpoint callbacks that add to it.
 
 Long format, one row per (step, metric, layer, head): ``layer``/``head`` are -1 where they do
-not apply. Metrics:
+not apply. The trainer records, at each log-spaced checkpoint:
 
-- ``loss``: mean next-token cross-entropy on a fixed evaluation batch;
-- ``accuracy_<task>``: held-out top-1 accuracy of each task family;
-- ``massive_max`` (per layer): max |resid_post| over real tokens and dims;
-- ``massive_ratio`` (per layer): that max / median |resid_post| (Sun et al. 2024's ratio);
-- ``entropy`` (per layer, head): mean attention entropy -sum_j A_ij log A_ij over real query
-  positions, the causal mask limiting j <= i (DESIGN §4).
+- ``loss``: mean next-token cross-entropy on a fixed evaluation batch (``data.metrics``);
+- ``accuracy_<task>``: held-out top-1 accuracy of each task family.
+
+Statistics of the model's internals come from :class:`CheckpointCallback` objects handed to
+``data.organism.train.train(on_checkpoint=...)``: they live in ``probes`` (above ``data/``), so
+no second implementation of them is kept here. ``attnlab organism train`` passes
+``probes.dynamics.checkpoint_statistics``, which adds ``massive_max``, ``massive_ratio`` (per
+layer) and ``entropy`` (per layer and head).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
 import pandas as pd
-import torch
 from transformer_lens import HookedTransformer
 
-from data.organism.model import Batch
+from data.organism.config import ModelConfig, TrainConfig
+from data.organism.model import Batch, make_batch
+from data.organism.world import World
 
 COLUMNS = ("step", "metric", "layer", "head", "value")
+LOSS_ROWS, PROBE_ROWS = 64, 16  # rows of the loss batch; its first rows the callbacks read
 
 
-def attention_entropy(pattern: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-    """Mean entropy per head. pattern: (batch, head, q, k); query_mask: (batch, q) bool."""
-    plogp = torch.where(pattern > 0, pattern * pattern.clamp_min(1e-30).log(), 0.0)
-    ent = -plogp.sum(-1)  # (batch, head, q)
-    w = query_mask[:, None, :].float()
-    return (ent * w).sum((0, 2)) / w.sum((0, 2))  # (head,)
+class CheckpointCallback(Protocol):
+    """Measures one checkpoint: ``model`` (eval mode) on the fixed ``probe`` rows -> rows."""
+
+    def __call__(self, step: int, model: HookedTransformer, probe: Batch) -> list[dict]: ...
 
 
-def massive_stats(resid: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
-    """(max |x|, max |x| / median |x|) over real tokens. resid: (batch, pos, d_model)."""
-    mags = resid[mask].abs()  # (n_real_tokens, d_model)
-    top, med = mags.max().item(), mags.median().item()
-    return top, top / max(med, 1e-12)
+class EvalRows(NamedTuple):
+    """The fixed rows one training run is measured on at every checkpoint."""
+
+    loss: Batch  # (LOSS_ROWS, pos): the ``loss`` metric
+    probe: Batch  # (PROBE_ROWS, pos): what checkpoint callbacks run the model on
 
 
-@torch.no_grad()
-def measure(model: HookedTransformer, step: int, probe: Batch, loss: float,
-            accuracies: dict[str, float]) -> list[dict]:
-    """All dynamics rows of one checkpoint."""
-    rows = [dict(step=step, metric="loss", layer=-1, head=-1, value=loss)]
-    rows += [dict(step=step, metric=f"accuracy_{t}", layer=-1, head=-1, value=a)
-             for t, a in accuracies.items()]
-    names = lambda n: n.endswith("hook_resid_post") or n.endswith("hook_pattern")
-    _, cache = model.run_with_cache(probe.tokens, names_filter=names)
-    for layer in range(model.cfg.n_layers):
-        top, ratio = massive_stats(cache["resid_post", layer], probe.mask)
-        rows.append(dict(step=step, metric="massive_max", layer=layer, head=-1, value=top))
-        rows.append(dict(step=step, metric="massive_ratio", layer=layer, head=-1, value=ratio))
-        ent = attention_entropy(cache["pattern", layer], probe.mask)
-        rows += [dict(step=step, metric="entropy", layer=layer, head=h, value=e.item())
-                 for h, e in enumerate(ent)]
-    return rows
+def eval_rows(world: World, mc: ModelConfig, tc: TrainConfig) -> EvalRows:
+    """Rows of the full training mix at step -1 of the run's seed (training uses steps >= 0)."""
+    loss = make_batch(-1, tc.seed, world, tc.mix, LOSS_ROWS, mc.n_ctx)
+    return EvalRows(loss, Batch(loss.tokens[:PROBE_ROWS], loss.mask[:PROBE_ROWS]))
+
+
+def row(step: int, metric: str, value: float, layer: int = -1, head: int = -1) -> dict:
+    """One row of the table."""
+    return dict(step=step, metric=metric, layer=layer, head=head, value=float(value))
+
+
+def trainer_rows(step: int, loss: float, accuracies: dict[str, float]) -> list[dict]:
+    """The rows the trainer itself records: ``loss`` and ``accuracy_<task>``."""
+    return [row(step, "loss", loss)] + [row(step, f"accuracy_{t}", a)
+                                        for t, a in accuracies.items()]
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:

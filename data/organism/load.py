@@ -94,7 +94,7 @@ def read_config(path: str | Path | None = None) -> dict:
     if missing:
         raise FileNotFoundError(
             f"organism artefacts missing in {folder}: {missing}. Train and ship them with "
-            "`attnlab organism train --ship` (or `python -m data.organism.train --ship`).")
+            "`attnlab organism train --ship` (or `python -m analyses.cli organism train --ship`).")
     try:
         return json.loads((folder / CONFIG_FILE).read_text())
     except json.JSONDecodeError as exc:

@@ -1,8 +1,9 @@
 """Build the organism's TransformerLens model and feed it training batches.
 
 ``build_model`` turns a :class:`ModelConfig` into a ``HookedTransformer`` (LayerNorm, GELU,
-learned positional embeddings). ``make_batch`` generates training batch ``step`` of run
-``seed`` from its own seeded RNG, so a resumed run sees exactly the batches it would have seen.
+rotary or learned positions as the config says). ``make_batch`` generates training batch
+``step`` of run ``seed`` from its own seeded RNG, so a resumed run sees exactly the batches it
+would have seen.
 """
 
 from __future__ import annotations
@@ -55,11 +56,3 @@ def make_batch(
     mask = torch.tensor([[i < len(r) for i in range(width)] for r in rows])
     return Batch(tokens, mask)
 
-
-def lm_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Mean next-token cross-entropy over real (non-pad) targets."""
-    logp = logits[:, :-1].log_softmax(-1)  # (batch, pos-1, vocab)
-    target = batch.tokens[:, 1:]  # (batch, pos-1)
-    nll = -logp.gather(-1, target[..., None])[..., 0]
-    keep = batch.mask[:, 1:]
-    return nll[keep].mean()

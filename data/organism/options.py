@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``python -m data.organism.train`` and ``attnlab organism train``."""
+    """Options of ``attnlab organism train`` (read by ``data.organism.train.run``)."""
     p.add_argument("--config", default="default", help="preset: default (shipped) | tiny (tests)")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")

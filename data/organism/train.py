@@ -1,4 +1,4 @@
-"""Train the organism: ``python -m data.organism.train --steps N --out DIR [--resume]``.
+"""Train the organism (``attnlab organism train --steps N --out DIR [--resume]``).
 
 Seeded and reproducible: the initial weights come from ``seed`` and training batch ``t`` from
 its own RNG seeded by ``(seed, t)``, the LR is a pure function of the step, and the resumable
@@ -14,6 +14,12 @@ Output folder (default ``runs/organism-train``, git-ignored)::
     vocab.json, organism_dynamics.parquet  data.organism.load.load_organism(path=DIR)
 
 ``--ship`` also writes the final artefacts into ``data/organism/`` (what ``attnlab`` ships).
+
+At each log-spaced checkpoint the trainer records loss and task accuracies in the dynamics
+table and calls its ``on_checkpoint`` callbacks (``dynamics.CheckpointCallback``) for the
+statistics of the model's internals; ``attnlab organism train`` passes the probes' ones
+(``probes.dynamics``). ``python -m data.organism.train`` only points there: without those
+callbacks a run's dynamics table would lack them.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,15 +39,15 @@ import torch
 from safetensors.torch import save
 from tqdm import tqdm
 
+from data.metrics import mean_next_token_nll
 from data.organism import dynamics
 from data.organism.checkpoint import load_last, save_last
 from data.organism.config import ModelConfig, TrainConfig, preset
 from data.organism.corpus import FAMILIES, make_items
 from data.organism.evaluate import encode_items, item_accuracy
 from data.organism.load import DYNAMICS_FILE, PACKAGE_DIR, assemble, write_artefacts
-from data.organism.model import Batch, lm_loss, make_batch
+from data.organism.model import make_batch
 from data.organism.net import OrganismNet, to_hooked_state_dict
-from data.organism.options import add_arguments
 from data.organism.world import make_world
 from data.store import atomic_write_bytes
 
@@ -49,7 +56,7 @@ EVAL_SEED = 10_000  # items scored during training; tests and tasks draw other s
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class OrganismTrainResult:
     out: Path  # the output folder
     step: int  # steps done
     finished: bool  # False when stopped early (stop_at or a signal)
@@ -80,14 +87,15 @@ def _optimizer(net: OrganismNet, tc: TrainConfig) -> torch.optim.AdamW:
 
 
 class _Evaluator:
-    """Fixed held-out items, loss batch and dynamics probe rows of one run."""
+    """Fixed held-out items and evaluation rows of one run, and its checkpoint callbacks."""
 
-    def __init__(self, world, mc: ModelConfig, tc: TrainConfig) -> None:
+    def __init__(self, world, mc: ModelConfig, tc: TrainConfig,
+                 callbacks: Sequence[dynamics.CheckpointCallback]) -> None:
         w2i = {w: i for i, w in enumerate(world.vocab)}
         self.items = {f: encode_items(make_items(f, tc.n_eval, EVAL_SEED, world), w2i)
                       for f in FAMILIES}
-        self.loss_batch = make_batch(-1, tc.seed, world, tc.mix, 64, mc.n_ctx)
-        self.probe = Batch(self.loss_batch.tokens[:16], self.loss_batch.mask[:16])
+        self.fixed = dynamics.eval_rows(world, mc, tc)
+        self.callbacks = list(callbacks)
 
     @torch.no_grad()
     def accuracies(self, net: torch.nn.Module) -> dict[str, float]:
@@ -95,9 +103,14 @@ class _Evaluator:
 
     @torch.no_grad()
     def rows(self, net: OrganismNet, world, step: int) -> list[dict]:
-        model = assemble(to_hooked_state_dict(net), net.cfg, world.vocab)
-        loss = lm_loss(net(self.loss_batch.tokens), self.loss_batch).item()
-        return dynamics.measure(model, step, self.probe, loss, self.accuracies(net))
+        batch = self.fixed.loss
+        loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask).item()
+        rows = dynamics.trainer_rows(step, loss, self.accuracies(net))
+        if self.callbacks:
+            model = assemble(to_hooked_state_dict(net), net.cfg, world.vocab)
+            for callback in self.callbacks:
+                rows += callback(step, model, self.fixed.probe)
+        return rows
 
 
 class _StopFlag:
@@ -130,8 +143,12 @@ def _dynamics_so_far(out: Path, before_step: int) -> list[dict]:
 
 
 def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = False,
-          stop_at: int | None = None, progress: bool = True) -> TrainResult:
-    """Train (or resume) into ``out``; stop early at step ``stop_at`` if given."""
+          stop_at: int | None = None, progress: bool = True,
+          on_checkpoint: Sequence[dynamics.CheckpointCallback] = ()) -> OrganismTrainResult:
+    """Train (or resume) into ``out``; stop early at step ``stop_at`` if given.
+
+    At each checkpoint, every ``on_checkpoint`` callback adds its rows to the dynamics table.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     world = make_world(tc.world_seed, tc.n_people)
@@ -146,7 +163,8 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
                 state.meta["train_config"] != meta["train_config"]:
             raise ValueError(f"checkpoint in {out} was made with other configs; use another --out")
         step, elapsed = state.step, state.elapsed_s
-    ev, marks = _Evaluator(world, mc, tc), set(log_steps(tc.steps, tc.n_checkpoints))
+    ev = _Evaluator(world, mc, tc, on_checkpoint)
+    marks = set(log_steps(tc.steps, tc.n_checkpoints))
     rows = _dynamics_so_far(out, step)
     start, acc = time.perf_counter() - elapsed, {}
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc="organism")
@@ -162,7 +180,7 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
             batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, tc)
-            loss = lm_loss(net(batch.tokens), batch)
+            loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
@@ -183,23 +201,18 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
     if finished:
         write_artefacts(out, to_hooked_state_dict(net), mc, tc, world.vocab, accuracies=acc,
                         train_seconds=elapsed, dynamics=dynamics.to_frame(rows))
-    return TrainResult(out, step, finished, elapsed, acc)
+    return OrganismTrainResult(out, step, finished, elapsed, acc)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m data.organism.train",
-                                description=__doc__.split("\n")[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace,
+        on_checkpoint: Sequence[dynamics.CheckpointCallback] = ()) -> int:
+    """Train as the options of ``data.organism.options`` say; 0 when finished, 130 if stopped."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     mc, tc = preset(args.config)
     overrides = {"steps": args.steps, "seed": args.seed}
     tc = replace(tc, **{k: v for k, v in overrides.items() if v is not None})
-    result = train(mc, tc, args.out, resume=args.resume)
+    result = train(mc, tc, args.out, resume=args.resume, on_checkpoint=on_checkpoint)
     log.info("steps %d in %.0f s; held-out accuracy %s", result.step, result.elapsed_s,
              {k: round(v, 3) for k, v in result.accuracies.items()})
     if not result.finished:
@@ -213,5 +226,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the former entry point: say where it went instead of doing nothing
+    raise SystemExit("train with `attnlab organism train` (or `python -m analyses.cli organism "
+                     "train`): it adds the probes' statistics to the dynamics table")

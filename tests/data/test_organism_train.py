@@ -77,3 +77,27 @@ def test_artefacts_roundtrip_and_errors(tmp_path):
     (tmp_path / "organism.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="attnlab organism train"):
         load_organism(path=tmp_path)
+
+
+def test_checkpoint_callbacks_add_their_rows_at_every_checkpoint(tmp_path):
+    import pandas as pd
+    from transformer_lens import HookedTransformer
+
+    from data.organism.dynamics import PROBE_ROWS, row
+
+    mc, tc = preset("tiny")
+    seen = []
+
+    def callback(step, model, probe):
+        assert isinstance(model, HookedTransformer) and not model.training
+        assert probe.tokens.shape[0] == PROBE_ROWS and probe.mask.shape == probe.tokens.shape
+        seen.append(step)
+        return [row(step, "probe_tokens", probe.mask.sum(), layer=0)]
+
+    train(mc, tc, tmp_path, progress=False, on_checkpoint=[callback])
+    assert seen == log_steps(tc.steps, tc.n_checkpoints)
+    table = pd.read_parquet(tmp_path / "organism_dynamics.parquet")
+    assert list(table.columns) == ["step", "metric", "layer", "head", "value"]
+    ours = table[table.metric == "probe_tokens"]
+    assert ours.step.tolist() == seen and (ours.layer == 0).all() and (ours["head"] == -1).all()
+    assert {"loss", "accuracy_induction"} <= set(table.metric)

@@ -1,6 +1,7 @@
 """`attnlab organism train`: train (or resume) the project's model organism.
 
-Thin wrapper over ``python -m data.organism.train`` (same options).
+Thin wrapper over ``data.organism.train.run`` that wires the probes' checkpoint statistics
+(``probes.dynamics``: attention entropy, massive activations) into the trainer's dynamics table.
 """
 
 from __future__ import annotations
@@ -22,5 +23,6 @@ def register(sub, common) -> None:
 
 def run(args) -> int:
     from data.organism.train import run as train_run
+    from probes.dynamics import checkpoint_statistics
 
-    return train_run(args)
+    return train_run(args, on_checkpoint=[checkpoint_statistics])
