@@ -5,9 +5,9 @@ does not fit in memory. ``capture`` instead registers one hook per requested hoo
 each activation to its accumulators (which reduce it at once: running sums, reservoirs, ...)
 and drops it, so memory does not grow with the number of prompts.
 
-Hooks are global state on the model (TransformerLens' ``HookPoint`` docstring says so), so
-``capture`` removes exactly the handles it created, in ``finally`` -- also on exceptions and
-KeyboardInterrupt -- and never touches hooks that others registered.
+The hooks are record hooks of :func:`probes.hooks.scoped_hooks`, so ``capture`` removes exactly
+the handles it created, also on exceptions and KeyboardInterrupt, and never touches hooks that
+others registered.
 
     with capture(loaded, {"blocks.0.attn.hook_pattern": acc}) as cap:
         for batch in batches(tokenize(loaded, prompts), 16):
@@ -26,49 +26,15 @@ position of each row in the caller's prompt list, when known) and ``str_tokens``
 from __future__ import annotations
 
 import contextlib
-import difflib
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from probes.models import LoadedModel
+from probes.hooks import check_hook_names, hook_layer, scoped_hooks
+from probes.models import LoadedModel, unwrap
 from probes.tokens import Tokens, forward, tokenize
-
-_LAYER_RE = re.compile(r"^blocks\.(\d+)\.")
-
-
-class UnknownHookError(ValueError):
-    """A requested hook name does not exist on the model (the message lists close names)."""
-
-
-def hook_layer(name: str) -> int | None:
-    """The block index in a hook name (``blocks.3.attn.hook_z`` -> 3), else None."""
-    m = _LAYER_RE.match(name)
-    return int(m.group(1)) if m else None
-
-
-def _unwrap(model_or_loaded: Any) -> tuple[Any, LoadedModel | None]:
-    if isinstance(model_or_loaded, LoadedModel):
-        return model_or_loaded.model, model_or_loaded
-    if not hasattr(model_or_loaded, "hook_dict"):
-        raise TypeError(
-            f"capture needs a LoadedModel or a TransformerLens model (with hook_dict), got "
-            f"{type(model_or_loaded).__name__}"
-        )
-    return model_or_loaded, None
-
-
-def check_hook_names(model: Any, names: Sequence[str]) -> None:
-    """Raise :class:`UnknownHookError` for names that are not hook points of ``model``."""
-    valid = list(model.hook_dict)
-    for name in names:
-        if name not in model.hook_dict:
-            close = difflib.get_close_matches(name, valid, n=5, cutoff=0.6)
-            hint = f"; did you mean {close}?" if close else f"; e.g. {valid[:4]}"
-            raise UnknownHookError(f"unknown hook name {name!r} for this model{hint}")
 
 
 def _as_list(accs: Any) -> list[Any]:
@@ -115,7 +81,7 @@ class Capture:
     def _hook_fn(self, name: str, accs: list[Any]):
         layer = hook_layer(name)
 
-        def hook(tensor: torch.Tensor, hook: Any) -> None:
+        def hook(tensor: torch.Tensor) -> None:
             mask = self._mask
             if mask is not None and mask.device != tensor.device:
                 mask = mask.to(tensor.device)
@@ -132,32 +98,17 @@ def capture(model_or_loaded: Any, hooks: Mapping[str, Any]) -> Iterator[Capture]
 
     ``hooks`` maps a hook name to one accumulator or a list of them; one accumulator may
     appear under several names (it gets ``ctx["hook"]`` to tell them apart). Unknown names
-    raise :class:`UnknownHookError` before anything is registered.
+    raise :class:`probes.hooks.UnknownHookError` before anything is registered.
     """
-    model, loaded = _unwrap(model_or_loaded)
+    model = unwrap(model_or_loaded)
+    loaded = model_or_loaded if isinstance(model_or_loaded, LoadedModel) else None
     if not hooks:
         raise ValueError("capture needs at least one {hook_name: accumulator} entry")
-    check_hook_names(model, list(hooks))
+    check_hook_names(model, hooks)  # names before accumulators, as documented
     plan = {name: _as_list(accs) for name, accs in hooks.items()}
     cap = Capture(model, loaded)
-    created: list[tuple[Any, Any]] = []  # (HookPoint, LensHandle) that this call added
-    try:
-        for name, accs in plan.items():
-            hp = model.hook_dict[name]
-            fn = cap._hook_fn(name, accs)
-            hp.add_hook(fn, dir="fwd")
-            handle = next(h for h in reversed(hp.fwd_hooks) if h.user_hook is fn)
-            created.append((hp, handle))
+    with scoped_hooks(model, {name: cap._hook_fn(name, accs) for name, accs in plan.items()}):
         yield cap
-    finally:
-        for hp, handle in reversed(created):
-            handle.hook.remove()
-            hp.fwd_hooks[:] = [h for h in hp.fwd_hooks if h is not handle]
-
-
-def hook_count(model: Any) -> int:
-    """Number of forward hooks currently registered on the model's hook points."""
-    return sum(len(hp._forward_hooks) for hp in model.hook_dict.values())
 
 
 def length_sorted_batches(tokens: Tokens, batch_size: int) -> Iterator[tuple[Tokens, torch.Tensor]]:

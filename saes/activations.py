@@ -16,7 +16,6 @@ attention mask is 1. Dimensions: n = tokens, head, d_head, d_in = head * d_head.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -24,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from probes.hooks import hook_layer, record
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches, forward
 
@@ -69,21 +69,6 @@ def check_sae_fits(sae, model, layer: int) -> ZShape:
     return shape
 
 
-@contextlib.contextmanager
-def forward_hooks(model, hooks: dict[str, object]):
-    """Register PyTorch forward hooks on named hook points; remove exactly those on exit."""
-    handles = []
-    try:
-        for name, fn in hooks.items():
-            if name not in model.hook_dict:
-                raise ValueError(f"model has no hook point {name!r}")
-            handles.append(model.hook_dict[name].register_forward_hook(fn))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 class ZActs(NamedTuple):
     """hook_z of real (non-padding) tokens, with where each row came from."""
 
@@ -92,22 +77,16 @@ class ZActs(NamedTuple):
     pos: Tensor  # (n,) long, token position in its prompt
 
 
-def run_capturing(loaded: LoadedModel, tokens: Tokens, names: list[str]) -> dict[str, Tensor]:
-    """One forward pass of `tokens`; returns the activations at `names` (detached)."""
-    got: dict[str, Tensor] = {}
+def record_tokens(loaded: LoadedModel, tokens: Tokens, names: list[str]) -> dict[str, Tensor]:
+    """The activations at `names` in one no-grad forward pass of `tokens` (with its mask).
 
-    def make(name):
-        def hook(module, inputs, output):
-            got[name] = output.detach()
-
-        return hook
-
+    A decoder's pass stops after the last block that `names` reach (nothing above is read).
+    """
     kw = {}
     if loaded.kind == "decoder":
-        kw["stop_at_layer"] = 1 + max(int(n.split(".")[1]) for n in names)
-    with torch.no_grad(), forward_hooks(loaded.model, {n: make(n) for n in names}):
-        forward(loaded, tokens, **kw)
-    return got
+        kw["stop_at_layer"] = 1 + max(hook_layer(n) for n in names)
+    with torch.no_grad():
+        return record(loaded.model, names, lambda: forward(loaded, tokens, **kw)).acts
 
 
 def collect_hook_z(
@@ -118,7 +97,7 @@ def collect_hook_z(
     zs, prompts, positions = [], [], []
     offset = 0
     for tb in batches(tokens, batch_size):
-        z = run_capturing(loaded, tb, [hook_z_name(layer)])[hook_z_name(layer)]
+        z = record_tokens(loaded, tb, [hook_z_name(layer)])[hook_z_name(layer)]
         mask = tb.attention_mask.bool().to(z.device)  # (batch, pos)
         b_idx, p_idx = mask.nonzero(as_tuple=True)
         zs.append(z[b_idx, p_idx].float().cpu())  # (n, head, d_head)

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from probes.models import LoadedModel
 from probes.tokens import Tokens
-from saes.activations import check_sae_fits, run_capturing
+from saes.activations import check_sae_fits, record_tokens
 
 
 class EncoderSlices(NamedTuple):
@@ -144,7 +144,7 @@ def dfa_for_tokens(
     (and to source positions when `by_source`)."""
     check_sae_fits(sae, loaded.model, layer)
     names = [f"blocks.{layer}.attn.hook_{n}" for n in ("z", "pattern", "v")]
-    got = run_capturing(loaded, tokens, names if by_source else names[:1])
+    got = record_tokens(loaded, tokens, names if by_source else names[:1])
     heads = dfa_by_head(sae, got[names[0]], features)
     src = None
     if by_source:

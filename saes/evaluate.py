@@ -26,9 +26,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from data.metrics import next_token_nll
+from probes.hooks import scoped_hooks
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches, forward, pool_embedding
-from saes.activations import check_sae_fits, forward_hooks, hook_z_name
+from saes.activations import check_sae_fits, hook_z_name
 from saes.encode import encode
 
 DENSE_FRAC = 0.1  # a feature firing on more than this fraction of tokens is "dense"
@@ -54,13 +56,6 @@ def decode(sae, acts: Tensor) -> Tensor:
     return out.reshape(*lead, -1)  # (..., d_in)
 
 
-class _Recorder:
-    """What the splice hook saw in the last forward pass (for statistics outside the hook)."""
-
-    def __init__(self):
-        self.z = self.z_hat = self.acts = None
-
-
 @torch.no_grad()
 def reconstruct(sae, z: Tensor, impl: str = "auto") -> tuple[Tensor, Tensor]:
     """(x_hat shaped like z, acts (..., d_sae)) for hook_z input z (..., head, d_head)."""
@@ -70,24 +65,29 @@ def reconstruct(sae, z: Tensor, impl: str = "auto") -> tuple[Tensor, Tensor]:
 
 
 @contextlib.contextmanager
-def splice(model, layer: int, sae=None, mode: str = "sae", recorder=None, impl="auto"):
+def splice(model, layer: int, sae=None, mode: str = "sae", impl="auto"):
     """Replace `blocks.{layer}.attn.hook_z` by its SAE reconstruction (mode "sae") or by
-    zeros for all heads of the layer (mode "zero"); hooks removed on exit."""
+    zeros for all heads of the layer (mode "zero"), a `probes.hooks.scoped_hooks` hook.
+
+    Yields a dict that the "sae" hook refills on every forward pass with what statistics
+    need outside the hook: `z`, `z_hat` (batch, pos, head, d_head) and `acts` (batch, pos,
+    d_sae)."""
     if mode not in ("sae", "zero"):
         raise ValueError(f"mode must be 'sae' or 'zero', got {mode!r}")
     if mode == "sae" and sae is None:
         raise ValueError("mode 'sae' needs an sae")
 
-    def hook(module, inputs, z):  # z: (batch, pos, head, d_head)
+    seen: dict[str, Tensor] = {}
+
+    def hook(z: Tensor) -> Tensor:  # z: (batch, pos, head, d_head)
         if mode == "zero":
             return torch.zeros_like(z)
         z_hat, acts = reconstruct(sae, z, impl)
-        if recorder is not None:
-            recorder.z, recorder.z_hat, recorder.acts = z.detach(), z_hat, acts
+        seen.update(z=z.detach(), z_hat=z_hat, acts=acts)
         return z_hat
 
-    with forward_hooks(model, {hook_z_name(layer): hook}):
-        yield
+    with scoped_hooks(model, {hook_z_name(layer): hook}):
+        yield seen
 
 
 class ReconStats:
@@ -125,14 +125,6 @@ class ReconStats:
         )
 
 
-def token_nll(logits: Tensor, ids: Tensor, mask: Tensor) -> tuple[float, int]:
-    """(sum of next-token NLL, count) over targets whose input and target are real tokens."""
-    logp = logits[:, :-1].float().log_softmax(-1)  # (batch, pos-1, vocab)
-    nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
-    valid = (mask[:, 1:] * mask[:, :-1]).bool()
-    return float(nll[valid].sum()), int(valid.sum())
-
-
 @dataclass(frozen=True)
 class SAEEval:
     """Quality figures of one SAE on one token set (NaN where not applicable)."""
@@ -163,14 +155,14 @@ def evaluate_sae(
 ) -> SAEEval:
     """Reconstruction and downstream metrics of `sae` spliced into `layer` (module docstring)."""
     check_sae_fits(sae, loaded.model, layer)
-    stats, rec = ReconStats(int(sae.cfg.d_sae)), _Recorder()
+    stats = ReconStats(int(sae.cfg.d_sae))
     sums = dict(clean=0.0, sae=0.0, zero=0.0, count=0.0)
     for tb in batches(tokens, batch_size):
         mask = tb.attention_mask.to(loaded.cfg.device)
         clean = forward(loaded, tb)
-        with splice(loaded.model, layer, sae, "sae", rec, impl):
+        with splice(loaded.model, layer, sae, "sae", impl) as seen:
             spliced = forward(loaded, tb)
-        stats.update(rec.z, rec.z_hat, rec.acts, mask)
+        stats.update(seen["z"], seen["z_hat"], seen["acts"], mask)
         with splice(loaded.model, layer, mode="zero"):
             zeroed = forward(loaded, tb)
         if loaded.kind == "encoder":
@@ -179,11 +171,10 @@ def evaluate_sae(
                 sums[key] += float((pool_embedding(out, mask) * ref).sum())
             sums["count"] += tb.ids.shape[0]
         else:
-            ids = tb.ids.to(clean.device)
             for key, out in (("clean", clean), ("sae", spliced), ("zero", zeroed)):
-                total, count = token_nll(out, ids, mask)
-                sums[key] += total
-            sums["count"] += count
+                nll = next_token_nll(out, tb.ids, mask)
+                sums[key] += float(nll.total)
+            sums["count"] += nll.count
     return SAEEval(**stats.result(), **_downstream(loaded.kind, sums))
 
 

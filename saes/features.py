@@ -27,7 +27,7 @@ from torch import Tensor
 
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches
-from saes.activations import check_sae_fits, hook_z_name, run_capturing
+from saes.activations import check_sae_fits, hook_z_name, record_tokens
 from saes.attribution import dfa_by_head
 from saes.encode import encode
 from saes.heads import head_summary
@@ -74,7 +74,7 @@ def collect(loaded, sae, layer: int, tokens: Tokens, batch_size=32, impl="auto")
     n_active = torch.zeros(d_sae, dtype=torch.float64)
     n_rows = 0
     for i, tb in enumerate(batches(tokens, batch_size)):
-        z = run_capturing(loaded, tb, [hook_z_name(layer)])[hook_z_name(layer)]
+        z = record_tokens(loaded, tb, [hook_z_name(layer)])[hook_z_name(layer)]
         b_idx, p_idx = tb.attention_mask.bool().nonzero(as_tuple=True)
         z = z[b_idx.to(z.device), p_idx.to(z.device)]  # (n, head, d_head), real tokens
         prompts.append(b_idx + i * batch_size)
@@ -203,3 +203,11 @@ def feature_tables(
         top_examples(fp, tokens, features, n_top), histogram(fp, features, n_bins), heads,
         logit_effects(loaded, sae, layer, features, n_top), summary, per_head,
     )
+
+
+#: Run table name of each :class:`FeatureTables` field (``attnlab sae features``, the demo).
+FEATURE_TABLES = {
+    "top_examples": "sae_feature_examples", "histogram": "sae_feature_hist",
+    "dfa_heads": "sae_feature_heads", "logit_effects": "sae_logit_effects",
+    "head_summary": "sae_head_summary", "head_features": "sae_head_features",
+}

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from probes.models import LoadedModel
 from probes.tokens import Tokens
-from saes.activations import run_capturing
+from saes.activations import record_tokens
 from saes.attribution import dfa_by_head, dfa_by_source
 from saes.encode import encode
 
@@ -69,7 +69,7 @@ def _positions(ids: Tensor, half: int) -> tuple[Tensor, Tensor]:
 def induction_scores(loaded: LoadedModel, ids: Tensor, half: int) -> Tensor:
     """(layer, head) mean attention from second-copy q to q - half + 1 (SAE-free)."""
     names = [f"blocks.{la}.attn.hook_pattern" for la in range(loaded.cfg.n_layers)]
-    got = run_capturing(loaded, _as_tokens(ids), names)
+    got = record_tokens(loaded, _as_tokens(ids), names)
     _, second = _positions(ids, half)
     target = second - half + 1
     return torch.stack([got[n][:, :, second, target].mean(dim=(0, 2)).cpu() for n in names])
@@ -96,9 +96,9 @@ def dfa_induction(loaded: LoadedModel, sae, layer: int, data: InductionData,
                   ratio: float = 3.0) -> pd.DataFrame:
     """Per head of `layer`: dfa_frac, dfa_share and source_frac (module docstring)."""
     names = [f"blocks.{layer}.attn.hook_{n}" for n in ("z", "pattern", "v")]
-    got = run_capturing(loaded, _as_tokens(data.repeated), names)
+    got = record_tokens(loaded, _as_tokens(data.repeated), names)
     z = got[names[0]]  # (n, pos, head, d_head)
-    z_ctrl = run_capturing(loaded, _as_tokens(data.control), names[:1])[names[0]]
+    z_ctrl = record_tokens(loaded, _as_tokens(data.control), names[:1])[names[0]]
     first, second = _positions(data.repeated, data.half)
     acts = encode(sae, z).acts  # (n, pos, d_sae)
     ind = _induction_features(acts, encode(sae, z_ctrl).acts, first, second, ratio)

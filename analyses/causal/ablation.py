@@ -9,7 +9,8 @@ An ablated component's activation is replaced, on every position, by
   permutation; Chan et al. 2022's resampling ablation), which needs equal lengths.
 
 Heads are ablated at ``hook_z`` (before W_O), attention and MLP sublayers at ``hook_attn_out``
-/ ``hook_mlp_out``. Hooks are scoped and removed in ``finally``.
+/ ``hook_mlp_out``, with replace hooks of :func:`probes.hooks.scoped_hooks`.
+:func:`mean_ablation_value` is attnlab's one mean-ablation value (head importance uses it too).
 
     >>> comps = [Component("head", 2, 3), Component("mlp", 1)]
     >>> logits = ablated_forward(model, tokens, comps, AblationConfig("mean"), reference=ref)
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from analyses.causal.batched import capture, scoped_hooks
+from data.notation import head_label, sublayer_label
+from probes.hooks import record, scoped_hooks
 from probes.models import unwrap
 
 KINDS = ("head", "attn", "mlp")
@@ -50,7 +52,10 @@ class Component:
         return f"blocks.{self.layer}.hook_{self.kind}_out"
 
     def label(self) -> str:
-        return f"{self.layer}.{self.head}" if self.kind == "head" else f"{self.kind}{self.layer}"
+        """``L1H2`` for a head, ``attn1`` / ``mlp1`` for a sublayer (data.notation)."""
+        if self.kind == "head":
+            return head_label(self.layer, self.head)
+        return sublayer_label(self.kind, self.layer)
 
 
 def heads(pairs: Sequence[tuple[int, int]]) -> list[Component]:
@@ -76,6 +81,23 @@ def check_components(model, components: Sequence[Component]) -> None:
                              f"({n_layers} layers x {n_heads} heads)")
 
 
+def mean_ablation_value(act: torch.Tensor, mask: torch.Tensor | None = None,
+                        per_position: bool = True) -> torch.Tensor:
+    """The mean-ablation value of an activation (batch, pos, ...), with both lead axes kept.
+
+    (1, pos, ...): the mean over prompts at each position, when ``per_position`` and every
+    token is real (``mask`` (batch, pos) bool is None or all True: templated prompts of one
+    length). Otherwise (1, 1, ...): the mean over every real token (rows and positions).
+    """
+    if mask is not None:
+        mask = mask.to(act.device)
+    if per_position and (mask is None or bool(mask.all())):
+        return act.mean(0, keepdim=True)
+    if mask is None:
+        return act.mean((0, 1), keepdim=True)
+    return act[mask].mean(0)[None, None]  # (n, ...) real tokens -> (1, 1, ...)
+
+
 def replacement_values(model, components, config: AblationConfig, batch: int, n_pos: int,
                        reference: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Per hook name, the tensor (batch or 1, pos or 1, ...) that ablated entries take."""
@@ -85,11 +107,10 @@ def replacement_values(model, components, config: AblationConfig, batch: int, n_
     if reference is None:
         raise ValueError(f"{config.method} ablation needs reference prompts (reference=...)")
     with torch.no_grad():
-        _, acts = capture(model, names, lambda: model(reference.to(model.cfg.device)))
+        _, acts = record(model, names, lambda: model(reference.to(model.cfg.device)))
     if config.method == "mean":
         same_len = reference.shape[1] == n_pos
-        return {n: a.mean(0, keepdim=True) if same_len else a.mean((0, 1), keepdim=True)
-                for n, a in acts.items()}
+        return {n: mean_ablation_value(a, per_position=same_len) for n, a in acts.items()}
     if reference.shape[1] != n_pos:
         raise ValueError(f"resample ablation needs reference prompts of the evaluated length "
                          f"{n_pos}, got {reference.shape[1]}")
@@ -99,15 +120,15 @@ def replacement_values(model, components, config: AblationConfig, batch: int, n_
 
 
 def ablation_hooks(model, components, values: dict[str, torch.Tensor]):
-    """(hook name, fn) pairs writing ``values`` into the ablated entries."""
-    hooks = []
+    """``{hook name: replace hook}`` writing ``values`` into the ablated entries."""
+    hooks = {}
     for name in sorted({c.hook_name for c in components}):
         mine = [c for c in components if c.hook_name == name]
         head_mask = None
         if mine[0].kind == "head":
             head_mask = torch.zeros(model.cfg.n_heads, 1, dtype=torch.bool)  # (head, 1)
             head_mask[[c.head for c in mine]] = True
-        hooks.append((name, _replace(values[name], head_mask)))
+        hooks[name] = _replace(values[name], head_mask)
     return hooks
 
 

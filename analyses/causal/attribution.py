@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from analyses.causal.batched import capture, reduce_metric, scoped_hooks
+from analyses.causal.batched import reduce_metric
 from analyses.causal.patching import (
     Baselines,
     PatchingConfig,
@@ -38,6 +38,7 @@ from analyses.causal.patching import (
     patch_masks,
     unwrap,
 )
+from probes.hooks import record
 
 _GRAD_ENTRY = "blocks.0.hook_resid_pre"
 
@@ -49,8 +50,9 @@ def _entry_requires_grad(act: torch.Tensor) -> torch.Tensor | None:
 
 def _forward_backward(runner, tokens, metric, names):
     """Metric value, activations and d metric / d activation at ``names`` on ``tokens``."""
-    with torch.enable_grad(), scoped_hooks(runner.model, [(_GRAD_ENTRY, _entry_requires_grad)]):
-        out, acts = capture(runner.model, names, lambda: runner.full(tokens))
+    with torch.enable_grad():
+        out, acts = record(runner.model, names, lambda: runner.full(tokens),
+                           hooks={_GRAD_ENTRY: _entry_requires_grad})
         value = reduce_metric(metric(out))
         grads = torch.autograd.grad(value, [acts[n] for n in names], allow_unused=True)
     grads = {n: (torch.zeros_like(acts[n]) if g is None else g) for n, g in zip(names, grads)}
@@ -79,7 +81,7 @@ def attribute_many(
     )
     base_metric, base_acts, grads = _forward_backward(runner, base_tokens, pair.score, names)
     with torch.no_grad():
-        src_out, src_acts = capture(model, names, lambda: runner.full(src_tokens))
+        src_out, src_acts = record(model, names, lambda: runner.full(src_tokens))
         src_metric = float(reduce_metric(pair.score(src_out)))
     clean_m, corr_m = (src_metric, base_metric) if method == "denoising" else (base_metric,
                                                                                  src_metric)

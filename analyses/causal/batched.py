@@ -11,65 +11,20 @@ A patch is a boolean mask over one activation (without its batch axis): masked e
 the source run's value, the rest keep the patched run's own value. This covers every
 TransformerLens patch setter (layer/pos, layer/head, layer/pos/head, layer/head/dest_pos).
 
-Hooks are registered on the TransformerLens ``HookPoint`` modules with plain PyTorch handles and
-exactly those handles are removed in ``finally`` (never ``reset_hooks``, which would also remove
-hooks that somebody else added).
+The patch is a replace hook of :func:`probes.hooks.scoped_hooks` (scoped to one chunk's pass).
 
 Dimension names: batch, pos, head, d_head, d_model, d_vocab; G = patches in a chunk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-HookFn = Callable[[torch.Tensor], torch.Tensor | None]
-
-
-@contextlib.contextmanager
-def scoped_hooks(model, hooks: Sequence[tuple[str, HookFn]]) -> Iterator[None]:
-    """Add forward hooks ``fn(activation) -> replacement | None`` by hook name; remove them after.
-
-    Only the handles created here are removed, also when the body raises.
-    """
-    points = dict(model.hook_dict)
-    handles = []
-    try:
-        for name, fn in hooks:
-            if name not in points:
-                raise ValueError(f"model has no hook point {name!r}")
-            handles.append(points[name].register_forward_hook(_as_torch_hook(fn)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _as_torch_hook(fn: HookFn):
-    def hook(module, inputs, output):
-        return fn(output)
-
-    return hook
-
-
-def capture(model, names: Sequence[str], run: Callable[[], torch.Tensor]):
-    """Run ``run()`` with the activations at ``names`` recorded: returns (output, {name: act})."""
-    acts: dict[str, torch.Tensor] = {}
-
-    def recorder(name: str) -> HookFn:
-        def record(act: torch.Tensor) -> None:
-            acts[name] = act
-
-        return record
-
-    with scoped_hooks(model, [(n, recorder(n)) for n in names]):
-        out = run()
-    return out, acts
-
+from probes.hooks import scoped_hooks
 
 # ----------------------------------------------------------------------------- runner
 
@@ -164,7 +119,7 @@ def patched_metrics(
             return mixed.reshape(act.shape)
 
         resid = base_resid.repeat(n, *([1] * (base_resid.ndim - 1)))  # (G*B, pos, d_model)
-        with scoped_hooks(runner.model, [(hook_name, patch)]):
+        with scoped_hooks(runner.model, {hook_name: patch}):
             return runner.from_layer(resid, layer, n)
 
     return chunked_metrics(masks, batch, max_rows, run_chunk, metric)

@@ -25,6 +25,7 @@ from analyses.causal.attribution import attribute, correlation
 from analyses.causal.impairment import ImpairmentConfig, ImpairmentResult, selective_impairment
 from analyses.causal.patching import PatchingConfig, pair_from_task, patch
 from analyses.causal.path_patching import PathPatchingConfig, path_patch
+from probes.hooks import record
 
 log = logging.getLogger(__name__)
 STEPS = 7
@@ -151,13 +152,12 @@ def sae_features(loaded, ds, top: pd.DataFrame, n_features: int = 5):
 
 
 def _layer_features(loaded, sae, ds, layer, heads, n_features):
-    from analyses.causal.batched import capture
     from saes.attribution import dfa_by_head
     from saes.encode import encode
 
     name = f"blocks.{layer}.attn.hook_z"
     with torch.no_grad():
-        _, acts = capture(loaded.model, [name], lambda: loaded.model(ds.clean_tokens))
+        _, acts = record(loaded.model, [name], lambda: loaded.model(ds.clean_tokens))
         z = acts[name][:, -1]  # (batch, head, d_head) at the scored position
         dfa = dfa_by_head(sae, z)  # per_head (batch, head, d_sae)
         feats = encode(sae, z).acts  # (batch, d_sae); accepts (batch, head, d_head)

@@ -23,13 +23,14 @@ maximum on the clean run, where its gradient vanishes and a Taylor estimate says
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import pandas as pd
 import torch
 
+from analyses.causal.ablation import mean_ablation_value
+from probes.hooks import HookFn, scoped_hooks
 from probes.models import LoadedModel
 from probes.tokens import Tokens, forward, pool_embedding
 
@@ -43,22 +44,6 @@ class HeadTask(NamedTuple):
     metric: str  # metric name, e.g. "logit_diff"
     run: Callable[[], torch.Tensor]  # forward -> scalar metric (differentiable)
     mask: torch.Tensor  # (batch, pos) bool real tokens of the forward pass
-
-
-@contextlib.contextmanager
-def hooked(model, hooks: dict[str, Callable]) -> Iterator[None]:
-    """Add forward hooks ``{hook_name: fn(tensor, hook)}``; remove exactly those on exit."""
-    created = []
-    try:
-        for name, fn in hooks.items():
-            hp = model.hook_dict[name]
-            hp.add_hook(fn, dir="fwd")
-            created.append((hp, next(h for h in reversed(hp.fwd_hooks) if h.user_hook is fn)))
-        yield
-    finally:
-        for hp, handle in reversed(created):
-            handle.hook.remove()
-            hp.fwd_hooks[:] = [h for h in hp.fwd_hooks if h is not handle]
 
 
 def organism_head_task(loaded: LoadedModel, dataset) -> HeadTask:
@@ -100,12 +85,16 @@ def _record_z(loaded: LoadedModel, task: HeadTask):
     zs: dict[str, torch.Tensor] = {}
     deltas: dict[str, torch.Tensor] = {}
 
-    def tap(tensor, hook):
-        zs[hook.name] = tensor.detach()
-        deltas[hook.name] = torch.zeros_like(tensor, requires_grad=True)
-        return tensor + deltas[hook.name]
+    def tap(name: str) -> HookFn:
+        def hook(tensor: torch.Tensor) -> torch.Tensor:
+            zs[name] = tensor.detach()
+            deltas[name] = torch.zeros_like(tensor, requires_grad=True)
+            return tensor + deltas[name]
 
-    with hooked(loaded.model, {n: tap for n in _z_names(loaded.cfg)}), torch.enable_grad():
+        return hook
+
+    taps = {n: tap(n) for n in _z_names(loaded.cfg)}
+    with scoped_hooks(loaded.model, taps), torch.enable_grad():
         metric = task.run()
         names = list(deltas)
         grads = torch.autograd.grad(metric, [deltas[n] for n in names], allow_unused=True)
@@ -113,21 +102,13 @@ def _record_z(loaded: LoadedModel, task: HeadTask):
     return float(metric.detach()), zs, grads
 
 
-def mean_z(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean-ablation value of z (batch, pos, head, d_head): per position if unpadded."""
-    mask = mask.to(z.device)
-    if bool(mask.all()):
-        return z.mean(0, keepdim=True).expand_as(z)  # per-position mean
-    return z[mask].mean(0).expand_as(z)  # (head, d_head) -> (batch, pos, head, d_head)
-
-
 def _ablated_metric(loaded, task: HeadTask, name: str, head: int, value: torch.Tensor) -> float:
-    def replace(tensor, hook):
+    def replace(tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.clone()
         tensor[:, :, head] = value[:, :, head].to(tensor.dtype)
         return tensor
 
-    with hooked(loaded.model, {name: replace}), torch.no_grad():
+    with scoped_hooks(loaded.model, {name: replace}), torch.no_grad():
         return float(task.run())
 
 
@@ -141,7 +122,8 @@ def head_importance(loaded: LoadedModel, task: HeadTask) -> pd.DataFrame:
     rows = []
     for layer, name in enumerate(_z_names(loaded.cfg)):
         z, g = zs[name], grads[name]  # (batch, pos, head, d_head)
-        ablations = {"zero": torch.zeros_like(z), "mean": mean_z(z, task.mask)}
+        mean = mean_ablation_value(z, task.mask).expand_as(z)  # per position if unpadded
+        ablations = {"zero": torch.zeros_like(z), "mean": mean}
         for method, value in ablations.items():
             taylor = (g * (z - value)).sum((0, 1, 3))  # (head,)
             for head in range(loaded.cfg.n_heads):

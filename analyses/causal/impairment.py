@@ -89,7 +89,7 @@ def selective_impairment(model, datasets: Mapping, references: Mapping,
 
         for name, pairs in head_sets.items():
             a = acc(pairs)
-            rows.append((task, name, config.k, base, a, base - a, 0.0, _label(pairs)))
+            rows.append((task, name, config.k, base, a, base - a, 0.0, _label(heads(pairs))))
         if randoms:
             accs = pd.Series([acc(p) for p in randoms])
             rows.append((task, f"random_{config.k}", config.k, base, accs.mean(),
@@ -107,7 +107,7 @@ def ablation_accuracy(model, datasets: Mapping, references: Mapping, components,
     if accuracy is None:
         from data.tasks import accuracy
     model = unwrap(model)
-    label = " ".join(c.label() for c in components)
+    label = _label(components)
     rows = []
     for task, ds in datasets.items():
         base = accuracy(model(ds.clean_tokens.to(model.cfg.device)), ds)
@@ -123,5 +123,6 @@ def _pair(ds, metric):
     return pair_from_task(ds, None if metric is None else (lambda logits: metric(logits, ds)))
 
 
-def _label(pairs) -> str:
-    return " ".join(f"{la}.{h}" for la, h in pairs)
+def _label(components) -> str:
+    """``L0H1 mlp0``: the components' labels (Component.label, data.notation)."""
+    return " ".join(c.label() for c in components)

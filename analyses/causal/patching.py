@@ -35,7 +35,6 @@ from transformer_lens.utils import get_act_name
 
 from analyses.causal.batched import (
     Runner,
-    capture,
     patched_metrics,
     reduce_metric,
     resid_name,
@@ -50,6 +49,7 @@ from analyses.causal.fast import (
     first_difference,
     unsupported_reason,
 )
+from probes.hooks import record
 from probes.models import is_encoder, unwrap
 
 RESID_LIKE = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
@@ -177,8 +177,8 @@ def hook_name(component: str, layer: int) -> str:
 def run_baselines(runner: Runner, pair: PatchPair, names: list[str]) -> Baselines:
     """Forward the clean and corrupted prompts once each, recording ``names``."""
     model = runner.model
-    clean_out, clean_acts = capture(model, names, lambda: runner.full(pair.clean))
-    corr_out, corr_acts = capture(model, names, lambda: runner.full(pair.corrupted))
+    clean_out, clean_acts = record(model, names, lambda: runner.full(pair.clean))
+    corr_out, corr_acts = record(model, names, lambda: runner.full(pair.corrupted))
     return Baselines(
         float(reduce_metric(pair.score(clean_out))), float(reduce_metric(pair.score(corr_out))),
         clean_acts, corr_acts, clean_out, corr_out,
@@ -338,25 +338,42 @@ def effects_table(values, layers, pair: PatchPair, config: PatchingConfig, base:
                   method: str | None = None, baseline_metric: float | None = None):
     """Tidy `patching` table from per-layer patched metric values (TL-shaped)."""
     method = method or config.method
-    if baseline_metric is None:
-        denoise = method.endswith("denoising")
-        baseline_metric = base.corrupted_metric if denoise else base.clean_metric
     gap = base.clean_metric - base.corrupted_metric
     if abs(gap) < 0.05 * max(abs(base.clean_metric), abs(base.corrupted_metric), 1.0):
         log.warning("%s: clean (%.4g) and corrupted (%.4g) metrics nearly agree: normalised "
                     "effects divide by a tiny gap and are unreliable", pair.task,
                     base.clean_metric, base.corrupted_metric)
-    rows = []
     flat = values.reshape(len(layers), -1).cpu()
-    for li, layer in enumerate(layers):
-        for i, value in enumerate(flat[li].tolist()):
-            head, position = _head_position(config, i, pair.n_pos, flat.shape[1])
-            effect = value - baseline_metric
-            rows.append((pair.task, config.component, layer, head, position, effect,
-                         effect / gap if gap else float("nan"), method, value, pair.metric_name))
-    cols = ["task", "component", "layer", "head", "position", "effect", "normalized_effect",
-            "method", "patched_metric", "metric"]
-    return pd.DataFrame(rows, columns=cols)
+    patches = ((config.component, layer, *_head_position(config, i, pair.n_pos, flat.shape[1]),
+                value)
+               for li, layer in enumerate(layers) for i, value in enumerate(flat[li].tolist()))
+    return patching_table(pair, base, method, patches, baseline_metric)
+
+
+TABLE_COLUMNS = ["task", "component", "layer", "head", "position", "effect",
+                 "normalized_effect", "method", "patched_metric", "metric"]
+
+
+def patching_table(pair: PatchPair, base: Baselines, method: str, patches,
+                   baseline_metric: float | None = None, **columns) -> pd.DataFrame:
+    """The `patching` table: one row per patch, effects against the run that was patched.
+
+    ``patches``: (component, layer, head, position, patched metric) per row. The baseline is
+    the corrupted run's metric for (attribution) denoising, the clean run's for noising, unless
+    ``baseline_metric`` is given. ``columns`` adds constant columns (path patching's
+    ``receivers``).
+    """
+    if baseline_metric is None:
+        denoise = method.endswith("denoising")
+        baseline_metric = base.corrupted_metric if denoise else base.clean_metric
+    gap = base.clean_metric - base.corrupted_metric
+    rows = []
+    for component, layer, head, position, value in patches:
+        effect = value - baseline_metric
+        rows.append((pair.task, component, layer, head, position, effect,
+                     effect / gap if gap else float("nan"), method, value, pair.metric_name))
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return table.assign(**columns) if columns else table
 
 
 def _head_position(config: PatchingConfig, i: int, n_pos: int, n_idx: int) -> tuple[int, int]:

@@ -22,19 +22,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from analyses.causal.batched import reduce_metric, resid_name, rows_per_pass, scoped_hooks
+from analyses.causal.batched import reduce_metric, resid_name, rows_per_pass
 from analyses.causal.patching import (
     METHODS,
-    Baselines,
     PatchPair,
     make_runner,
+    patching_table,
     run_baselines,
     unwrap,
 )
+from data.notation import head_label
+from probes.hooks import record, scoped_hooks
 
 LOGITS = "logits"
 
@@ -53,7 +54,8 @@ class Receiver:
                              f"got {self.inputs}")
 
     def label(self) -> str:
-        return f"{self.layer}.{self.head}({''.join(self.inputs)})"
+        """``L2H0(q)``: the head (data.notation) and the inputs that receive."""
+        return f"{head_label(self.layer, self.head)}({''.join(self.inputs)})"
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ def path_patch(model, pair: PatchPair, config: PathPatchingConfig, progress: boo
                           disable=not progress):
             chunk = senders[start : start + per_chunk]
             values += _chunk_metrics(runner, pair, config, chunk, src, dst)
-    return _table(pair, config, senders, values, base)
+    patches = (("path_z", layer, head, -1, value) for (layer, head), value in zip(senders, values))
+    return patching_table(pair, base, config.method, patches, receivers=config.label())
 
 
 def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
@@ -116,12 +119,9 @@ def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
     if config.freeze_mlps:
         hooks += [(f"blocks.{la}.hook_mlp_out", _constant_hook(dst[f"blocks.{la}.hook_mlp_out"], n))
                   for la in range(first, model.cfg.n_layers)]
-    recorded: dict[str, torch.Tensor] = {}
-    for name in {_input_name(r, x) for r in config.receivers for x in r.inputs}:
-        hooks.append((name, _recorder(recorded, name)))
+    inputs = sorted({_input_name(r, x) for r in config.receivers for x in r.inputs})
     resid = dst[resid_name(first)].repeat(n, 1, 1)  # (G*B, pos, d_model)
-    with scoped_hooks(model, hooks):
-        output = runner.from_layer(resid, first, n)
+    output, recorded = record(model, inputs, lambda: runner.from_layer(resid, first, n), hooks)
     if config.receivers:
         output = _receiver_pass(runner, config, recorded, dst, n)
     return [float(reduce_metric(pair.score(output[g * batch : (g + 1) * batch])))
@@ -131,11 +131,11 @@ def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
 def _receiver_pass(runner, config, recorded, dst, n) -> torch.Tensor:
     """Pass 2: the base run with only the receivers' q/k/v taken from pass 1."""
     first = min(r.layer for r in config.receivers)
-    hooks = []
+    hooks = {}
     for name, heads in _receiver_heads(config).items():
         mask = torch.zeros(runner.model.cfg.n_heads, dtype=torch.bool)
         mask[heads] = True
-        hooks.append((name, _splice_hook(recorded[name], mask[:, None])))
+        hooks[name] = _splice_hook(recorded[name], mask[:, None])
     resid = dst[resid_name(first)].repeat(n, 1, 1)
     with scoped_hooks(runner.model, hooks):
         return runner.from_layer(resid, first, n)
@@ -174,13 +174,6 @@ def _constant_hook(value: torch.Tensor, repeats: int):
     return hook
 
 
-def _recorder(store: dict, name: str):
-    def hook(act: torch.Tensor) -> None:
-        store[name] = act
-
-    return hook
-
-
 def _splice_hook(recorded: torch.Tensor, head_mask: torch.Tensor):
     """Replace the masked heads' entries of a (rows, pos, head, d_head) activation."""
 
@@ -188,17 +181,3 @@ def _splice_hook(recorded: torch.Tensor, head_mask: torch.Tensor):
         return torch.where(head_mask.to(act.device), recorded, act)
 
     return hook
-
-
-def _table(pair, config, senders, values, base: Baselines) -> pd.DataFrame:
-    baseline = base.corrupted_metric if config.method == "denoising" else base.clean_metric
-    gap = base.clean_metric - base.corrupted_metric
-    rows = []
-    for (layer, head), value in zip(senders, values):
-        effect = value - baseline
-        rows.append((pair.task, "path_z", layer, head, -1, effect,
-                     effect / gap if gap else float("nan"), config.method, value,
-                     pair.metric_name, config.label()))
-    cols = ["task", "component", "layer", "head", "position", "effect", "normalized_effect",
-            "method", "patched_metric", "metric", "receivers"]
-    return pd.DataFrame(rows, columns=cols)

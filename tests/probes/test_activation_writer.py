@@ -9,7 +9,7 @@ import torch
 
 import probes.activation_writer as aw
 from probes.activation_writer import ActivationShards, WriterConfig, write_activations
-from probes.capture import hook_count
+from probes.hooks import hook_count
 
 PROMPTS = ["The cat sat on the mat.", "A much longer sentence about the weather in the hills.",
            "Short one.", "Bees carry pollen from flower to flower.", "It rained all day.",

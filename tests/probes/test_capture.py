@@ -7,7 +7,8 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from probes.accumulators import Reservoir, RunningMoments, real_rows
-from probes.capture import UnknownHookError, capture, hook_count, hook_layer, stream
+from probes.capture import capture, stream
+from probes.hooks import UnknownHookError, hook_count, hook_layer
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from probes.capture import capture, hook_count, stream
+from probes.capture import capture, stream
 from probes.entropy import EntropyConfig, entropy_bound, entropy_hooks, head_logit_sigma
+from probes.hooks import hook_count
 
 
 def _tiny(seed: int, scale: float = 1.0) -> HookedTransformer:

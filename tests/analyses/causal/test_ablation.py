@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from analyses.causal.ablation import AblationConfig, Component, ablated_forward, heads
 from analyses.causal.impairment import (
@@ -16,14 +16,12 @@ from analyses.causal.impairment import (
     selective_impairment,
     top_heads,
 )
+from tests.support.tiny import tiny_cfg
 
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64,
-                                  n_ctx=16, d_vocab=30, act_fn="gelu", normalization_type="LN",
-                                  seed=0, device="cpu", initializer_range=0.2)
-    return HookedTransformer(cfg).eval()
+    return HookedTransformer(tiny_cfg(n_ctx=16, d_vocab=30, initializer_range=0.2)).eval()
 
 
 def toks(seed, batch=4, n_pos=6):
@@ -142,3 +140,8 @@ def test_top_and_random_heads():
     sets = random_head_sets(2, 4, 3, 5, seed=0)
     assert len(sets) == 5 and all(len(set(s)) == 3 for s in sets)
     assert sets == random_head_sets(2, 4, 3, 5, seed=0) != random_head_sets(2, 4, 3, 5, seed=1)
+
+
+def test_component_labels_use_head_notation():
+    assert [c.label() for c in heads([(1, 2)]) + [Component("mlp", 0), Component("attn", 3)]] \
+        == ["L1H2", "mlp0", "attn3"]

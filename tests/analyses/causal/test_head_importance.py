@@ -14,7 +14,7 @@ from analyses.causal.head_importance import (
     paraphrase_head_task,
     rank_correlations,
 )
-from probes.capture import hook_count
+from probes.hooks import hook_count
 from tests.support.tiny import padded_tokens, tiny_decoder, tiny_encoder
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from analyses.causal.patching import PatchPair
 from analyses.causal.path_patching import PathPatchingConfig, Receiver, path_patch
+from tests.support.tiny import tiny_cfg
 
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = HookedTransformerConfig(n_layers=3, d_model=32, n_heads=3, d_head=8, d_mlp=64,
-                                  n_ctx=16, d_vocab=40, act_fn="gelu", normalization_type="LN",
-                                  seed=0, device="cpu", initializer_range=0.15)
+    cfg = tiny_cfg(n_layers=3, n_heads=3, n_ctx=16, d_vocab=40, initializer_range=0.15)
     return HookedTransformer(cfg).eval()
 
 
@@ -112,3 +111,11 @@ def test_bad_receivers(model):
         path_patch(model, make_pair(), PathPatchingConfig((Receiver(5, 0),)))
     with pytest.raises(ValueError, match="no sender"):
         path_patch(model, make_pair(), PathPatchingConfig((Receiver(0, 0),)))
+
+
+def test_receiver_labels_use_head_notation(model):
+    config = PathPatchingConfig((Receiver(2, 0, ("q",)), Receiver(2, 1, ("k", "v"))))
+    assert config.label() == "L2H0(q) L2H1(kv)"
+    assert PathPatchingConfig().label() == "logits"
+    table = path_patch(model, make_pair(), PathPatchingConfig((Receiver(1, 2, ("q",)),)))
+    assert set(table.receivers) == {"L1H2(q)"}

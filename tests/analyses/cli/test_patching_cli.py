@@ -61,4 +61,4 @@ def test_patch_and_ablate_commands_write_runs(tmp_path, capsys, organism):
               for r, c in zip(done.run_id, done.command)}
     assert set(tables["patch"].method) == {"denoising", "attribution_denoising"}
     assert len(tables["patch"]) == 2 * organism.cfg.n_layers * organism.cfg.n_heads
-    assert tables["ablate"].heads.iloc[0] == "0.1 mlp0"
+    assert tables["ablate"].heads.iloc[0] == "L0H1 mlp0"
