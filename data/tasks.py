@@ -6,9 +6,10 @@ organism task family (``TASKS``): ``induction``, ``ioi``, ``recall``, ``reasonin
 equal token length that differs in one token and whose single-token answers differ.
 
 Layout decision: within a task every prompt has the same length (fixed templates), so the
-tokens are plain ``(n, pos)`` tensors with no padding; ``<bos>`` is at position 0
-(TransformerLens convention) and the scored position is the last one (``last_pos`` holds it
-per item, all equal to ``pos - 1``, for code that wants to be general).
+tokens are plain ``(batch, pos)`` tensors (``batch`` = the ``n`` items) with no padding;
+``<bos>`` is at position 0 (TransformerLens convention) and the scored position is the last
+one (``last_pos`` holds it per item, all equal to ``pos - 1``, for code that wants to be
+general).
 
 Metrics (DESIGN §8): :func:`logit_diff` = logit(answer) - logit(corrupted answer) at
 ``last_pos`` (positive on clean runs of a working model, negative on corrupted ones);
@@ -41,11 +42,11 @@ class TaskDataset:
 
     name: str  # task name (one of TASKS)
     seed: int  # sampling seed of the items
-    clean_tokens: torch.Tensor  # (n, pos) long, <bos> at 0, no padding
-    corrupted_tokens: torch.Tensor  # (n, pos) long, differs from clean in one position
-    answer_ids: torch.Tensor  # (n,) long: correct next token of the clean prompt
-    corrupted_answer_ids: torch.Tensor  # (n,) long: correct next token of the corrupted one
-    last_pos: torch.Tensor  # (n,) long: the scored position (pos - 1 for every item)
+    clean_tokens: torch.Tensor  # (batch, pos) long, <bos> at 0, no padding
+    corrupted_tokens: torch.Tensor  # (batch, pos) long, differs from clean in one position
+    answer_ids: torch.Tensor  # (batch,) long: correct next token of the clean prompt
+    corrupted_answer_ids: torch.Tensor  # (batch,) long: correct next token of the corrupted one
+    last_pos: torch.Tensor  # (batch,) long: the scored position (pos - 1 for every item)
     clean_prompts: tuple[str, ...]  # prompts as text (without <bos>)
     corrupted_prompts: tuple[str, ...]
     answers: tuple[str, ...]  # answer words
@@ -109,7 +110,10 @@ def load_task(name: str, n: int = 200, seed: int = 0, world: World | None = None
 
 
 def _scored_logits(logits: torch.Tensor, dataset: TaskDataset) -> torch.Tensor:
-    """(n, vocab) logits at each item's scored position; accepts (n, pos, vocab) or (n, vocab)."""
+    """(batch, d_vocab) logits at each item's scored position.
+
+    Accepts (batch, pos, d_vocab) logits, or (batch, d_vocab) ones already taken there.
+    """
     if logits.dim() == 2:
         return logits
     if logits.dim() != 3 or logits.shape[0] != len(dataset):
@@ -120,7 +124,7 @@ def _scored_logits(logits: torch.Tensor, dataset: TaskDataset) -> torch.Tensor:
 
 
 def logit_diff(logits: torch.Tensor, dataset: TaskDataset) -> torch.Tensor:
-    """(n,) logit(answer) - logit(corrupted answer) at the scored position."""
+    """(batch,) logit(answer) - logit(corrupted answer) at the scored position."""
     last = _scored_logits(logits, dataset)
     ans = dataset.answer_ids.to(last.device)[:, None]
     c_ans = dataset.corrupted_answer_ids.to(last.device)[:, None]

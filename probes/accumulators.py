@@ -38,7 +38,7 @@ class HookPlan(NamedTuple):
 
 
 def real_rows(tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(batch, pos, *feat) -> (n_real_tokens, *feat): the rows at real (unpadded) tokens."""
+    """(batch, pos, ...) -> (n, ...): the rows at real (unpadded) tokens."""
     if mask is None:
         return tensor.reshape(-1, *tensor.shape[2:])
     if mask.shape != tensor.shape[:2]:
@@ -62,7 +62,7 @@ class RunningMoments:
 
     Batches are merged with the parallel variance formula (Chan, Golub & LeVeque 1979) in
     float64, so the result equals a one-shot computation up to rounding. ``transform``
-    maps the real-token rows (n, *feat) to what is accumulated (e.g. a norm per head).
+    maps the real-token rows (n, ...) to what is accumulated (e.g. a norm per head).
     """
 
     def __init__(self, transform=None, name: str = "moments"):
@@ -72,13 +72,13 @@ class RunningMoments:
         self._mean = self._m2 = self._min = self._max = None
 
     def update(self, tensor: torch.Tensor, mask: torch.Tensor | None, **ctx: Any) -> None:
-        rows = real_rows(tensor, mask)  # (n, *feat)
+        rows = real_rows(tensor, mask)  # (n, ...)
         if self.transform is not None:
             rows = self.transform(rows)
         self.add(rows)
 
     def add(self, rows: torch.Tensor) -> None:
-        """Merge rows (n, *feat) directly (no mask)."""
+        """Merge rows (n, ...) directly (no mask)."""
         n = rows.shape[0]
         if n == 0:
             return
@@ -134,7 +134,7 @@ class Reservoir:
         self._vals = torch.empty(n_groups, 0, dtype=torch.float64)
 
     def add(self, values: torch.Tensor) -> None:
-        """Add values (n_groups, n) -- one row of n new values per group."""
+        """Add values (group, n) -- one row of n new values per group."""
         if values.ndim != 2 or values.shape[0] != self.n_groups:
             raise ValueError(f"expected values of shape ({self.n_groups}, n), "
                              f"got {tuple(values.shape)}")
@@ -148,7 +148,7 @@ class Reservoir:
         self._keys, self._vals = keys, vals
 
     def quantiles(self, qs: torch.Tensor | list[float]) -> torch.Tensor:
-        """(n_groups, len(qs)) quantiles (linear interpolation) of each group's sample."""
+        """(group, quantile) quantiles (linear interpolation) of each group's sample."""
         qs = torch.as_tensor(qs, dtype=torch.float64)
         if self._vals.shape[1] == 0:
             raise ValueError("Reservoir is empty: add values first")

@@ -4,7 +4,7 @@ Layout of a store folder::
 
     <path>/manifest.json            model, layer, hook, d_in, n_heads, d_head, n_tokens, shards,
                                     prompts_done, n_prompts, prompts_sha256, complete
-    <path>/shard_00000.safetensors  {"activations": (tokens, n_heads * d_head) float tensor}
+    <path>/shard_00000.safetensors  {"activations": (n, head * d_head) float tensor}
 
 Rows are real (unpadded) tokens, prompts in their given order, heads flattened as
 ``(head, d_head) -> head * d_head + d`` -- SAE-Lens' ``reshape_activations="hook_z"`` layout.
@@ -14,7 +14,7 @@ boundaries and ``prompts_done`` counts the prompts they hold. Resuming with othe
 another model, layer or hook is refused.
 
     write_activations(load_model("minilm"), prompts, "acts/minilm_L3", layer=3)
-    for x in ActivationShards("acts/minilm_L3"):   # (tokens, d_in) tensors
+    for x in ActivationShards("acts/minilm_L3"):   # (n, d_in) tensors
         ...
 """
 
@@ -89,7 +89,7 @@ class ActivationWriter:
         return manifest
 
     def update(self, tensor: torch.Tensor, mask: torch.Tensor | None, **ctx: Any) -> None:
-        z = real_rows(tensor, mask)  # (n_tokens, head, d_head)
+        z = real_rows(tensor, mask)  # (n, head, d_head)
         self._buffer.append(z.reshape(z.shape[0], -1).to("cpu", self.dtype))  # (n, d_in)
         self._buffered += z.shape[0]
 
@@ -151,7 +151,7 @@ def write_activations(loaded: LoadedModel, prompts: Sequence[str], path: str | P
 class ActivationShards:
     """Reader of a store written by :func:`write_activations` (the SAE trainer's input).
 
-    Iterating yields one (tokens, d_in) float tensor per shard; ``manifest`` has model, layer,
+    Iterating yields one (n, d_in) float tensor per shard; ``manifest`` has model, layer,
     hook, d_in, n_tokens.
     """
 
@@ -176,13 +176,13 @@ class ActivationShards:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for shard in self.manifest["shards"]:
-            x = load_file(str(self.path / shard["file"]))[TENSOR_KEY]  # (tokens, d_in)
+            x = load_file(str(self.path / shard["file"]))[TENSOR_KEY]  # (n, d_in)
             if x.shape != (shard["n_tokens"], self.d_in):
                 raise ValueError(f"shard {shard['file']} has shape {tuple(x.shape)}, manifest "
                                  f"says ({shard['n_tokens']}, {self.d_in}): rewrite the store")
             yield x
 
     def load_all(self) -> torch.Tensor:
-        """Every stored token in one (n_tokens, d_in) tensor."""
+        """Every stored token in one (n, d_in) tensor."""
         parts = list(self)
         return torch.cat(parts) if parts else torch.empty(0, self.d_in)

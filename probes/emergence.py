@@ -40,7 +40,7 @@ def emergence_curve(t: np.ndarray, A: float, lam: float, gamma: float, t0: float
 
 def emergence_jacobian(t: np.ndarray, A: float, lam: float, gamma: float, t0: float,
                        K: float) -> np.ndarray:
-    """(n, 5) partial derivatives of :func:`emergence_curve` w.r.t. (A, lam, gamma, t0, K)."""
+    """(step, 5) partial derivatives of :func:`emergence_curve` w.r.t. (A, lam, gamma, t0, K)."""
     t = np.asarray(t, dtype=float)
     x = gamma * t + t0
     e, lg = np.exp(-lam * x), np.log(x)

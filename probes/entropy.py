@@ -70,7 +70,7 @@ def entropy_bound(s: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 
 def allowed_keys(mask: torch.Tensor | None, batch: int, q: int, k: int, causal: bool,
                  device: torch.device) -> torch.Tensor:
-    """(batch, 1, q, k) bool: which keys each query may attend to (padding and causal masks)."""
+    """(batch, 1, pos, key_pos) bool: the keys each query may attend to (padding, causal mask)."""
     keys = (torch.ones(batch, k, dtype=torch.bool, device=device) if mask is None
             else mask.bool().to(device))
     allowed = keys[:, None, None, :].expand(batch, 1, q, k)
@@ -80,16 +80,19 @@ def allowed_keys(mask: torch.Tensor | None, batch: int, q: int, k: int, causal: 
 
 
 def query_entropy(pattern: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """(batch, head, q, k) probabilities -> (batch, head, q) entropy in nats over allowed keys."""
+    """(batch, head, pos, key_pos) probabilities -> (batch, head, pos) entropy over allowed keys."""
     plogp = torch.special.xlogy(pattern, pattern).masked_fill_(~allowed, 0.0)
     return -plogp.sum(-1)
 
 
 def centred_logit_norm(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """(batch, head, q, k) logits -> (batch, head, q): ||a_i - mean(a_i)|| over allowed keys."""
-    n = allowed.sum(-1).clamp_min(1)  # (batch, 1, q)
+    """(batch, head, pos, key_pos) logits -> (batch, head, pos): ||a_i - mean(a_i)||.
+
+    Over the allowed keys only (the mean too).
+    """
+    n = allowed.sum(-1).clamp_min(1)  # (batch, 1, pos)
     a = scores.masked_fill(~allowed, 0.0)
-    mean = a.sum(-1) / n  # (batch, head, q)
+    mean = a.sum(-1) / n  # (batch, head, pos)
     dev = (a - mean[..., None]).masked_fill_(~allowed, 0.0)
     return dev.square_().sum(-1).double().sqrt()  # float32 sum of <= T squares: rel. err ~1e-6
 
@@ -191,10 +194,10 @@ class EntropyAccumulator:
         if self._s is None:
             raise RuntimeError("hook_attn_scores did not fire before hook_pattern; register "
                                "both hooks of EntropyAccumulator.hook_names()")
-        ent = query_entropy(pattern, allowed).double()  # (batch, head, q)
-        n_keys = allowed.sum(-1).double()  # (batch, 1, q)
+        ent = query_entropy(pattern, allowed).double()  # (batch, head, pos)
+        n_keys = allowed.sum(-1).double()  # (batch, 1, pos)
         real_q = (torch.ones(b, q, dtype=torch.bool, device=pattern.device) if mask is None
-                  else mask.bool().to(pattern.device))  # (batch, q)
+                  else mask.bool().to(pattern.device))  # (batch, pos)
         rows = lambda t: t.expand(b, self.n_heads, q).permute(0, 2, 1)[real_q]  # (n, head)
         h, n, s = rows(ent), rows(n_keys), rows(self._s)
         bound = entropy_bound(s, n)
@@ -207,7 +210,8 @@ class EntropyAccumulator:
         self.m["gap"].add(h - bound)
         self.violations += (h < bound - self.config.bound_tol).sum(0).cpu()
         if self.sigma is not None and self._sigma_x is not None:
-            ws = self.sigma.to(h.device)[None, None, :] * self._sigma_x[:, None, None]  # (b,1,h)
+            # (batch, 1, head)
+            ws = self.sigma.to(h.device)[None, None, :] * self._sigma_x[:, None, None]
             ws = ws.expand(b, q, self.n_heads)[real_q]  # (n, head)
             wbound = entropy_bound(ws, n)
             self.m["ws"].add(ws)
@@ -221,7 +225,7 @@ class EntropyAccumulator:
         H = self.m["H"].moments()
         stats = {"mean": H.mean, "std": H.std, "min": H.min, "max": H.max,
                  "n_queries": torch.full_like(H.mean, float(H.count))}
-        qs = self.res.quantiles(list(QUANTILES.values()))  # (head, n_q)
+        qs = self.res.quantiles(list(QUANTILES.values()))  # (head, quantile)
         stats.update({name: qs[:, i] for i, name in enumerate(QUANTILES)})
         if self.m["Hnorm"].count:
             hn = self.m["Hnorm"].moments()

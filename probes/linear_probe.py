@@ -92,7 +92,7 @@ def _fit_score(x_tr, y_tr, x_te, y_te, config) -> tuple[float, float]:
 def fit_probe(x: np.ndarray, y: Sequence[Any], groups: Sequence[Any],
               types: Sequence[Any] | None = None,
               config: LinearProbeConfig = LinearProbeConfig()) -> ProbeResult:
-    """Train/evaluate a probe on features ``x`` (n, d), held out by ``groups`` (e.g. prompt).
+    """Train/evaluate a probe on features ``x`` (n, d_probe), held out by ``groups`` (e.g. prompt).
 
     ``types`` (e.g. token strings) define the control task; without them it is skipped.
     """
@@ -133,8 +133,8 @@ class TokenRows:
     def update(self, tensor: torch.Tensor, mask: torch.Tensor | None, **ctx: Any) -> None:
         m = (torch.ones(tensor.shape[:2], dtype=torch.bool, device=tensor.device)
              if mask is None else mask.bool())
-        rows = real_rows(tensor, m)  # (n, *feat)
-        self.rows.append(rows.reshape(rows.shape[0], -1).float().cpu())
+        rows = real_rows(tensor, m)  # (n, ...)
+        self.rows.append(rows.reshape(rows.shape[0], -1).float().cpu())  # (n, d_probe)
         b, pos = m.nonzero(as_tuple=True)
         idx = ctx.get("prompt_index")
         self.prompt.append((idx.cpu()[b.cpu()] if idx is not None else b.cpu()).numpy())
@@ -145,7 +145,7 @@ class TokenRows:
                              "position": np.concatenate(self.position)})
 
     def matrix(self) -> torch.Tensor:
-        return torch.cat(self.rows)  # (n_tokens, d)
+        return torch.cat(self.rows)  # (n, d_probe)
 
 
 def probe_layers(
@@ -163,7 +163,7 @@ def probe_layers(
     ``label_fn(str_tokens)`` gives one label per token of a prompt (None = skip that token);
     the token string is the word type of the control task. ``hook`` is a block hook name
     (``blocks.L.<hook>``, e.g. "hook_resid_post" or "attn.hook_z"); ``feature_fn(layer, x)``
-    maps the captured (n_tokens, d) rows to probe features (e.g. an SAE's encode).
+    maps the captured rows (n, d_probe) to other probe features (e.g. an SAE's encode).
     """
     from probes.tokens import tokenize
 

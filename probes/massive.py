@@ -56,7 +56,7 @@ class SequenceMagnitudes:
         self.mag = mag
         real = (torch.ones(mag.shape[:2], dtype=torch.bool, device=mag.device) if mask is None
                 else mask.bool().to(mag.device))
-        # lower median over each sequence's real (pos, dim) entries
+        # lower median over each sequence's real (pos, d_model) entries
         self.median = torch.stack([mag[b][real[b]].median() for b in range(mag.shape[0])])
         top = mag.flatten(1).topk(min(2, mag[0].numel()), dim=1).values  # (batch, 2)
         self.top1 = top[:, 0]
@@ -114,7 +114,7 @@ class MassiveAccumulator:
         """Per-layer summary: stat in top1 | top2 | median | ratio | top1_max | n_sequences."""
         if not self._summ:
             raise ValueError(f"layer {self.layer}: no batch was seen; run a forward first")
-        s = torch.cat(self._summ)  # (n_seq, 4)
+        s = torch.cat(self._summ)  # (prompt, 4)
         mean = s.mean(0)
         stats = {"top1": mean[0], "top2": mean[1], "median": mean[2], "ratio": mean[3],
                  "top1_max": s[:, 0].max(), "n_sequences": torch.tensor(float(len(s)))}

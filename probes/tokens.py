@@ -5,8 +5,7 @@ right padding never changes a real token's computation. Encoders (HookedEncoder/
 [CLS] ... [SEP] and an attention mask so padded keys are never attended to. Either way the
 ``attention_mask`` (1 = real token) tells every statistic which positions to ignore.
 
-Dimension names used across attnlab: batch, pos (query position), key_pos, layer, head,
-d_model, d_head, d_mlp, d_vocab, d_sae.
+Shapes use the dimension names of docs/GLOSSARY.md.
 """
 
 from __future__ import annotations
@@ -128,7 +127,7 @@ def sentence_embedding(loaded: LoadedModel, tokens: Tokens) -> torch.Tensor:
 
 
 def pool_embedding(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Masked mean over positions, then L2 normalisation: (batch, pos, d) -> (batch, d)."""
+    """Masked mean over positions, L2-normalised: (batch, pos, d_model) -> (batch, d_model)."""
     m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (batch, pos, 1)
     pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
     return torch.nn.functional.normalize(pooled, dim=-1)

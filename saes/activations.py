@@ -11,7 +11,7 @@ of (batch, d_in) tensors (`sae_lens.training.types.DataProvider`), which is what
 `ShuffledBatches` is; it is also resumable (the order depends only on seed and position).
 
 Padding positions never become training data: every row comes from a position whose
-attention mask is 1. Dimensions: n = tokens, head, d_head, d_in = head * d_head.
+attention mask is 1. Shapes use the dimension names of docs/GLOSSARY.md.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class ShuffledBatches(Iterator[Tensor]):
             rows.append(self._order(epoch)[at : at + take])
             self.position += take
             need -= take
-        return self.buffer[torch.cat(rows)]  # (batch_tokens, d_in)
+        return self.buffer[torch.cat(rows)]  # (n, d_in), n = batch_tokens
 
 
 def activation_buffer_from_tokens(

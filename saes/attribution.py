@@ -13,13 +13,14 @@ positions s:
 
 The b_dec term is kept apart as a per-head offset, so the split is exact whether or not the
 pattern rows sum to one (attention sinks, padding). v . W_enc is contracted per head before
-the pattern is applied: memory O(T^2 * H) per feature, not O(T^2 * H * d_head).
+the pattern is applied: memory O(pos * key_pos * head) per feature, not d_head times that.
 
-    hd = dfa_by_head(sae, z, features=[3, 17])          # HeadDFA: (..., head, F)
-    sd = dfa_by_source(sae, pattern, v, features=[3])   # SourceDFA: (batch, q, k, head, F)
+    hd = dfa_by_head(sae, z, features=[3, 17])          # HeadDFA: (..., head, feature)
+    sd = dfa_by_source(sae, pattern, v, features=[3])   # SourceDFA, per source position:
+                                                        # (batch, pos, key_pos, head, feature)
     lens = dfa_for_tokens(loaded, sae, layer, tokens, features)   # runs the model
 
-Dimensions: batch, q (query pos), k (key/source pos), head, d_head, F (selected features).
+Shapes use the dimension names of docs/GLOSSARY.md.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from saes.activations import check_sae_fits, record_tokens
 class EncoderSlices(NamedTuple):
     """The encoder of an SAE, split per head for the selected features."""
 
-    W: Tensor  # (head, d_head, F) W_enc[h-slice, f], times the decoder norm if rescaled
+    W: Tensor  # (head, d_head, feature) W_enc[h-slice, f], times the decoder norm if rescaled
     b_dec: Tensor  # (head, d_head) subtracted from z before encoding (zeros if not applied)
-    b_enc: Tensor  # (F,) encoder bias (times the decoder norm if rescaled)
-    features: Tensor  # (F,) long, the feature indices
+    b_enc: Tensor  # (feature,) encoder bias (times the decoder norm if rescaled)
+    features: Tensor  # (feature,) long, the feature indices
 
 
 def encoder_slices(sae, n_heads: int, features=None) -> EncoderSlices:
@@ -57,7 +58,7 @@ def encoder_slices(sae, n_heads: int, features=None) -> EncoderSlices:
     if feats.ndim != 1 or (feats.numel() and (feats.min() < 0 or feats.max() >= d_sae)):
         raise ValueError(f"features must be a 1-d list of indices in [0, {d_sae})")
     feats = feats.to(sae.W_enc.device)
-    W = sae.W_enc.detach()[:, feats]  # (d_in, F)
+    W = sae.W_enc.detach()[:, feats]  # (d_in, feature)
     b_enc = sae.b_enc.detach()[feats] if hasattr(sae, "b_enc") else torch.zeros_like(W[0])
     if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
         # SAE-Lens' TopK then scales the whole pre-activation by ||W_dec[f]|| (still linear)
@@ -73,17 +74,17 @@ def encoder_slices(sae, n_heads: int, features=None) -> EncoderSlices:
 class HeadDFA(NamedTuple):
     """Each selected feature's pre-activation split into one exact term per head."""
 
-    per_head: Tensor  # (..., head, F)
-    bias: Tensor  # (F,) the b_enc term
-    pre: Tensor  # (..., F) per_head.sum(-2) + bias: the feature pre-activation
-    features: Tensor  # (F,)
+    per_head: Tensor  # (..., head, feature)
+    bias: Tensor  # (feature,) the b_enc term
+    pre: Tensor  # (..., feature) per_head.sum(-2) + bias: the feature pre-activation
+    features: Tensor  # (feature,)
 
 
 def dfa_by_head(sae, z: Tensor, features=None, n_heads: int | None = None) -> HeadDFA:
     """DFA by head for z of shape (..., head, d_head), or (..., d_in) with `n_heads` given."""
     d_in = int(sae.cfg.d_in)
     if n_heads is not None and z.shape[-1] == d_in and d_in % n_heads == 0:
-        z = z.reshape(*z.shape[:-1], n_heads, d_in // n_heads)  # (..., d_in) -> (..., h, dh)
+        z = z.reshape(*z.shape[:-1], n_heads, d_in // n_heads)  # (..., d_in) -> (..., head, d_head)
     if z.ndim < 2 or z.shape[-1] * z.shape[-2] != d_in:
         raise ValueError(
             f"z has shape {tuple(z.shape)}; DFA needs (..., n_heads, d_head) with "
@@ -91,28 +92,28 @@ def dfa_by_head(sae, z: Tensor, features=None, n_heads: int | None = None) -> He
         )
     sl = encoder_slices(sae, z.shape[-2], features)
     x = z.to(sl.W.dtype) - sl.b_dec  # (..., head, d_head)
-    per_head = torch.einsum("...hd,hdf->...hf", x, sl.W)  # (..., head, F)
+    per_head = torch.einsum("...hd,hdf->...hf", x, sl.W)  # (..., head, feature)
     return HeadDFA(per_head, sl.b_enc, per_head.sum(-2) + sl.b_enc, sl.features)
 
 
 class SourceDFA(NamedTuple):
     """Each selected feature's head terms split over source positions via the pattern."""
 
-    per_source: Tensor  # (batch, q, k, head, F): A_h(q, k) * v_h(k) . W_enc[h-slice, f]
-    offset: Tensor  # (head, F): -b_dec_h . W_enc[h-slice, f]
-    bias: Tensor  # (F,) the b_enc term
-    query_pos: Tensor  # (q,) long, the query positions kept
-    features: Tensor  # (F,)
+    per_source: Tensor  # (batch, pos, key_pos, head, feature): A_h(q, s) v_h(s) . W_enc[h-slice, f]
+    offset: Tensor  # (head, feature): -b_dec_h . W_enc[h-slice, f]
+    bias: Tensor  # (feature,) the b_enc term
+    query_pos: Tensor  # (pos,) long, the query positions kept
+    features: Tensor  # (feature,)
 
     @property
     def per_head(self) -> Tensor:
-        """(batch, q, head, F): summing the sources back gives `dfa_by_head`'s terms."""
+        """(batch, pos, head, feature): summing the sources back gives `dfa_by_head`'s terms."""
         return self.per_source.sum(2) + self.offset
 
 
 def dfa_by_source(sae, pattern: Tensor, v: Tensor, features, query_pos=None) -> SourceDFA:
-    """DFA by head and source position from hook_pattern (batch, head, q, k) and hook_v
-    (batch, k, head, d_head); `query_pos` (list of ints) restricts the queries kept."""
+    """DFA by head and source position from hook_pattern (batch, head, pos, key_pos) and hook_v
+    (batch, key_pos, kv_head, d_head); `query_pos` (list of ints) restricts the queries kept."""
     if pattern.ndim != 4 or v.ndim != 4:
         raise ValueError("pattern must be (batch, head, q, k) and v (batch, k, head, d_head)")
     n_heads = pattern.shape[1]
@@ -120,18 +121,18 @@ def dfa_by_source(sae, pattern: Tensor, v: Tensor, features, query_pos=None) -> 
         v = v.repeat_interleave(n_heads // v.shape[2], dim=2)
     sl = encoder_slices(sae, n_heads, features)
     q = torch.arange(pattern.shape[2]) if query_pos is None else torch.as_tensor(query_pos)
-    vw = torch.einsum("bkhd,hdf->bkhf", v.to(sl.W.dtype), sl.W)  # (batch, k, head, F)
-    a = pattern[:, :, q.to(pattern.device)].to(sl.W.dtype)  # (batch, head, q, k)
-    per_source = torch.einsum("bhqk,bkhf->bqkhf", a, vw)  # (batch, q, k, head, F)
-    offset = -torch.einsum("hd,hdf->hf", sl.b_dec, sl.W)  # (head, F)
+    vw = torch.einsum("bkhd,hdf->bkhf", v.to(sl.W.dtype), sl.W)  # (batch, key_pos, head, feature)
+    a = pattern[:, :, q.to(pattern.device)].to(sl.W.dtype)  # (batch, head, pos, key_pos)
+    per_source = torch.einsum("bhqk,bkhf->bqkhf", a, vw)  # (batch, pos, key_pos, head, feature)
+    offset = -torch.einsum("hd,hdf->hf", sl.b_dec, sl.W)  # (head, feature)
     return SourceDFA(per_source, offset, sl.b_enc, q.long(), sl.features)
 
 
 class LayerDFA(NamedTuple):
     """DFA of one prompt batch through the model."""
 
-    by_head: HeadDFA  # per_head: (batch, pos, head, F)
-    by_source: SourceDFA | None  # per_source: (batch, q, k, head, F), when asked for
+    by_head: HeadDFA  # per_head: (batch, pos, head, feature)
+    by_source: SourceDFA | None  # per_source: (batch, pos, key_pos, head, feature), when asked for
     mask: Tensor  # (batch, pos) bool, real tokens
 
 

@@ -1,7 +1,7 @@
 """`saes.encode`: encode activations with an SAE-Lens SAE through the fastest correct path.
 
     from saes import encode
-    res = encode(sae, z)              # z: (..., d_in), or (..., n_heads, d_head) for hook_z SAEs
+    res = encode(sae, z)              # z: (..., d_in), or (..., head, d_head) for hook_z SAEs
     res.acts                          # (..., d_sae) dense feature activations (None if dense=False)
     res.topk_values, res.topk_indices # (..., k) for TopK SAEs, sorted descending, else None
     res.impl, res.reason              # which path ran ("triton" | "torch" | "sae_lens") and why

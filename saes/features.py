@@ -50,8 +50,8 @@ class FeaturePass(NamedTuple):
     row: Tensor  # (nnz,) token row of each non-zero activation
     feature: Tensor  # (nnz,) feature index
     value: Tensor  # (nnz,) activation
-    prompt_idx: Tensor  # (n_rows,) prompt of each token row
-    pos: Tensor  # (n_rows,) position of each token row
+    prompt_idx: Tensor  # (n,) prompt of each token row
+    pos: Tensor  # (n,) position of each token row
     dfa_sum: Tensor  # (d_sae, head) float64 sum of head terms over active tokens
     n_active: Tensor  # (d_sae,) float64 number of tokens where the feature is active
 
@@ -61,7 +61,7 @@ def _chunk_stats(sae, z: Tensor, impl: str):
     acts = encode(sae, z, impl=impl).acts.float()  # (n, d_sae)
     active = acts > 0
     per_head = dfa_by_head(sae, z).per_head  # (n, head, d_sae)
-    dfa = torch.einsum("nhf,nf->fh", per_head.double(), active.double()).cpu()
+    dfa = torch.einsum("nhf,nf->fh", per_head.double(), active.double()).cpu()  # (d_sae, head)
     return acts, active, dfa
 
 
@@ -136,11 +136,11 @@ def dfa_heads(fp: FeaturePass, sae, layer: int, features) -> pd.DataFrame:
     """Mean per-head DFA term on active tokens, its share, and the weight-based share."""
     feats = torch.as_tensor(np.asarray(features)).long()
     n = fp.n_active[feats].clamp_min(1)[:, None]
-    value = (fp.dfa_sum[feats] / n).float()  # (F, head)
+    value = (fp.dfa_sum[feats] / n).float()  # (feature, head)
     share = value / value.sum(1, keepdim=True)
     n_heads = value.shape[1]
     w = sae.W_dec.detach()[feats.to(sae.W_dec.device)].cpu().reshape(len(feats), n_heads, -1)
-    wn = w.norm(dim=-1)  # (F, head)
+    wn = w.norm(dim=-1)  # (feature, head)
     weight_share = wn / wn.sum(1, keepdim=True).clamp_min(1e-12)
     f_idx, h_idx = torch.meshgrid(torch.arange(len(feats)), torch.arange(n_heads), indexing="ij")
     return pd.DataFrame({
@@ -161,13 +161,14 @@ def logit_effects(loaded: LoadedModel, sae, layer: int, features, n_top=10) -> p
     feats = torch.as_tensor(np.asarray(features)).long()
     n_heads = int(model.cfg.n_heads)
     d = sae.W_dec.detach()[feats.to(sae.W_dec.device)].reshape(len(feats), n_heads, -1)
-    resid = torch.einsum("fhd,hdm->fm", d.to(model.W_O.dtype), model.W_O[layer])  # (F, d_model)
+    # (feature, d_model): each decoder direction written through W_O
+    resid = torch.einsum("fhd,hdm->fm", d.to(model.W_O.dtype), model.W_O[layer])
     ln = getattr(model, "ln_final", None)
     if model.cfg.normalization_type in ("LN", "LNPre"):
         resid = resid - resid.mean(-1, keepdim=True)  # LayerNorm removes the mean
     if ln is not None and hasattr(ln, "w"):
         resid = resid * ln.w
-    logits = (resid @ model.W_U).float().cpu()  # (F, d_vocab)
+    logits = (resid @ model.W_U).float().cpu()  # (feature, d_vocab)
     k = min(n_top, logits.shape[1])
     out = []
     for direction, largest in (("promoted", True), ("suppressed", False)):

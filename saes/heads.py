@@ -26,7 +26,7 @@ import torch
 
 
 def families(directions: np.ndarray, min_similarity: float) -> np.ndarray:
-    """Cluster labels of rows of `directions` (n, d) by cosine similarity, average linkage."""
+    """Cluster labels of rows of `directions` (feature, d_head) by cosine, average linkage."""
     n = directions.shape[0]
     if n <= 1:
         return np.zeros(n, dtype=int)
@@ -67,6 +67,7 @@ def head_summary(
         mine["mass"] = mine.value * mine.n_active
         mine = mine.sort_values("mass", ascending=False, kind="stable")
         feats = torch.tensor(mine.feature.to_numpy(), dtype=torch.long)
+        # (feature, d_head): head h's slice of each driven feature's decoder row
         sl = W[feats].reshape(len(feats), n_heads, -1)[:, h] if len(feats) else W[:0]
         mine["family"] = families(sl.numpy(), family_similarity)
         mine["rank"] = np.arange(len(mine))

@@ -36,8 +36,8 @@ from saes.encode import encode
 class InductionData(NamedTuple):
     """Repeated random sequences and same-length unrepeated controls."""
 
-    repeated: Tensor  # (n, [1 +] 2 * half): half random ids, then the same again
-    control: Tensor  # (n, [1 +] 2 * half): 2 * half distinct random ids (no repeat)
+    repeated: Tensor  # (batch, pos), pos = [1 +] 2 * half: half random ids, then the same again
+    control: Tensor  # (batch, pos): 2 * half distinct random ids (no repeat)
     half: int
 
 
@@ -48,7 +48,7 @@ def induction_data(pool: Tensor, n: int, half: int, bos_id: int | None, seed: in
     g = torch.Generator().manual_seed(seed)
     draws = [pool[torch.randperm(len(pool), generator=g)[: 2 * half]] for _ in range(2 * n)]
     rows = torch.stack(draws[:n])[:, :half]
-    out = [torch.cat([rows, rows], 1), torch.stack(draws[n:])]  # (n, 2 * half) each
+    out = [torch.cat([rows, rows], 1), torch.stack(draws[n:])]  # (batch, pos) each, pos = 2 * half
     if bos_id is not None:
         out = [torch.cat([torch.full((n, 1), int(bos_id)), x], 1) for x in out]
     return InductionData(out[0], out[1], half)
@@ -86,7 +86,8 @@ def _induction_features(acts: Tensor, ctrl: Tensor, first, second, ratio: float)
 def _source_frac(sae, got, names, ind, active, second, half) -> Tensor:
     """Per head: fraction of its induction-feature DFA from source q - half + 1."""
     src = dfa_by_source(sae, got[names[1]], got[names[2]], ind, query_pos=second)
-    parts = src.per_source.clamp_min(0) * active[..., ind][:, :, None]  # (n, q, k, head, F)
+    # (batch, pos, key_pos, head, feature), pos: the second copy's positions
+    parts = src.per_source.clamp_min(0) * active[..., ind][:, :, None]
     on_target = parts[:, torch.arange(half), second - half + 1].sum((0, 1, 3))  # (head,)
     return (on_target / parts.sum((0, 1, 2, 4)).clamp_min(1e-12)).cpu()
 
@@ -97,13 +98,14 @@ def dfa_induction(loaded: LoadedModel, sae, layer: int, data: InductionData,
     """Per head of `layer`: dfa_frac, dfa_share and source_frac (module docstring)."""
     names = [f"blocks.{layer}.attn.hook_{n}" for n in ("z", "pattern", "v")]
     got = record_tokens(loaded, _as_tokens(data.repeated), names)
-    z = got[names[0]]  # (n, pos, head, d_head)
+    z = got[names[0]]  # (batch, pos, head, d_head)
     z_ctrl = record_tokens(loaded, _as_tokens(data.control), names[:1])[names[0]]
     first, second = _positions(data.repeated, data.half)
-    acts = encode(sae, z).acts  # (n, pos, d_sae)
+    acts = encode(sae, z).acts  # (batch, pos, d_sae)
     ind = _induction_features(acts, encode(sae, z_ctrl).acts, first, second, ratio)
-    per_head = dfa_by_head(sae, z[:, second]).per_head.clamp_min(0)  # (n, q, head, d_sae)
-    active = (acts[:, second] > 0).to(per_head.dtype)[:, :, None, :]  # (n, q, 1, d_sae)
+    # per_head and active keep only the second copy's positions (pos has size half)
+    per_head = dfa_by_head(sae, z[:, second]).per_head.clamp_min(0)  # (batch, pos, head, d_sae)
+    active = (acts[:, second] > 0).to(per_head.dtype)[:, :, None, :]  # (batch, pos, 1, d_sae)
     mass = (per_head * active).sum((0, 1))  # (head, d_sae)
     ind_mass = mass[:, ind].sum(1)  # (head,)
     n_heads = z.shape[2]

@@ -7,14 +7,14 @@ Public wrappers (same signatures as `saes.reference`, which is their ground trut
     topk_encode(x, W_enc, b_enc, b_dec, k)             -> TopKResult((n, k), (n, k))
     topk_encode_dense(x, W_enc, b_enc, b_dec, k)       -> (n, d_sae)
 
-Glossary: n = M = tokens, d_in = K, d_sae = N, k = active features; KT = next power of two >= k.
+Shapes use the dimension names of docs/GLOSSARY.md (kernel code: M = n, K = d_in, N = d_sae).
 
 Why fused (DESIGN.md §6): eager encode writes the (n, d_sae) pre-activation matrix, reads it
 back for the bias/threshold and again for `torch.topk`. Here (x - b_dec) is formed while the x
 tile is loaded, the GEMM accumulates in fp32, and the epilogue applies bias and activation
 before one store. TopK never stores the dense matrix: each program owns BLOCK_M rows and a
 contiguous range of N-tiles (a "split"), keeps a running top-KT per row in registers and writes
-(n, n_split, KT) candidates; `torch.topk` over those few candidates finishes the job.
+(n, split, kt) candidates; `torch.topk` over those few candidates finishes the job.
 
 Running top-k: a pre-activation v of feature j is packed into one int64 key,
     key = (ordered_int32(v) << 32) | (2**31 - 1 - j),
@@ -297,7 +297,7 @@ def topk_encode(
         top = torch.topk(_launch_dense(x, W_enc, b_enc, b_dec, None, ACT_NONE), k, dim=1)
         return TopKResult(torch.relu(top.values), top.indices)
     split = _n_split(M, N, x, interpret)
-    cand = torch.empty((M, split * kt), dtype=torch.int64, device=x.device)
+    cand = torch.empty((M, split * kt), dtype=torch.int64, device=x.device)  # (n, split * kt)
     if M > 0:
         grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), split)
         with _device_ctx(x):

@@ -12,8 +12,7 @@ the input is flattened and cast to the weights' dtype:
 
 They are the ground truth for the kernel tests and the `impl="torch"` path of `saes.encode`.
 
-Dimension names: n = tokens (rows), d_in = SAE input width, d_sae = dictionary size,
-k = active features per token (TopK).
+Shapes use the dimension names of docs/GLOSSARY.md.
 
 Tie rule (TopK): the kernels rank by (value, -index), so among equal pre-activations the
 smaller feature index wins; `torch.topk` leaves ties unspecified, so tests compare indices

@@ -102,12 +102,12 @@ def _estimate(config, pair, model, base, base_metric, base_acts, src_acts, grads
     per_layer = []
     for layer in layers:
         name = hook_name(config.component, layer)
-        # (a_src - a_base) * grad, summed over the batch: (*act) without the batch axis
+        # (a_src - a_base) * grad, summed over the batch: (...), the activation's own axes
         contrib = ((src_acts[name] - base_acts[name]) * grads[name]).sum(0)
-        masks_f = masks.to(contrib.device, contrib.dtype)  # (P, *act broadcastable)
-        per_layer.append((masks_f * contrib[None]).flatten(1).sum(1))  # (P,)
+        masks_f = masks.to(contrib.device, contrib.dtype)  # (patch, ...) broadcastable
+        per_layer.append((masks_f * contrib[None]).flatten(1).sum(1))  # (patch,)
     shape = index_shape(config.component, config.per_position, pair.n_pos, n_heads)
-    effects = torch.stack(per_layer).reshape(len(layers), *shape).cpu()
+    effects = torch.stack(per_layer).reshape(len(layers), *shape).cpu()  # (layer, ...): TL's layout
     values = effects + base_metric
     table = effects_table(values, layers, pair, config, base,
                           method=f"attribution_{config.method}", baseline_metric=base_metric)

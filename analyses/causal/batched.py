@@ -1,11 +1,11 @@
 """The engine of batched exact activation patching: many patches in one forward pass.
 
 ``transformer_lens.patching`` runs one full forward pass per patched component. Here the rows
-of one batched pass each patch a different component: a chunk of ``G`` patches over a dataset of
-``B`` prompt pairs is one forward pass of ``G * B`` rows (row ``g * B + b`` is prompt ``b`` under
-patch ``g``). Patches at layer ``L`` leave layers ``< L`` unchanged, so the pass starts at layer
-``L`` from the cached residual stream of the baseline run (TransformerLens' ``start_at_layer``),
-and chunks are sized to a memory budget.
+of one batched pass each patch a different component: a chunk of ``patch`` patches over a
+dataset of ``batch`` prompt pairs is one forward pass of ``rows = patch * batch`` rows (row
+``g * batch + b`` is prompt ``b`` under patch ``g``). Patches at layer ``L`` leave layers
+``< L`` unchanged, so the pass starts at layer ``L`` from the cached residual stream of the
+baseline run (TransformerLens' ``start_at_layer``), and chunks are sized to a memory budget.
 
 A patch is a boolean mask over one activation (without its batch axis): masked entries take
 the source run's value, the rest keep the patched run's own value. This covers every
@@ -13,7 +13,7 @@ TransformerLens patch setter (layer/pos, layer/head, layer/pos/head, layer/head/
 
 The patch is a replace hook of :func:`probes.hooks.scoped_hooks` (scoped to one chunk's pass).
 
-Dimension names: batch, pos, head, d_head, d_model, d_vocab; G = patches in a chunk.
+Shapes use the dimension names of docs/GLOSSARY.md.
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ class Runner:
         return self.model(tokens)
 
     def from_layer(self, resid: torch.Tensor, layer: int, repeats: int) -> torch.Tensor:
-        """Output of blocks ``layer..`` on ``resid`` (G*B, pos, d_model), G = ``repeats``."""
+        """Output of blocks ``layer..`` on ``resid`` (rows, pos, d_model), patch = ``repeats``."""
         if not self.encoder:
             return self.model(resid, start_at_layer=layer)
         additive = None
         if self.attention_mask is not None:
-            mask = self.attention_mask.to(resid.device).repeat(repeats, 1)  # (G*B, pos)
+            mask = self.attention_mask.to(resid.device).repeat(repeats, 1)  # (rows, pos)
             additive = torch.where(mask[:, None, None, :] == 0, -torch.inf, 0.0).to(resid.dtype)
         for block in self.model.blocks[layer:]:
             resid = block(resid, additive)
@@ -103,10 +103,10 @@ def patched_metrics(
     metric: Callable[[torch.Tensor], torch.Tensor],
     max_rows: int,
 ) -> torch.Tensor:
-    """Metric under each patch: masks (n_patch, *act_shape[1:]) bool -> (n_patch,) float.
+    """Metric under each patch: masks (patch, ...) bool -> (patch,) float.
 
-    base_resid: (B, pos, d_model) residual entering ``layer`` in the run being patched;
-    source_act: (B, *act) the activation at ``hook_name`` in the source run.
+    base_resid: (batch, pos, d_model) residual entering ``layer`` in the run being patched;
+    source_act: (batch, ...) the activation at ``hook_name`` in the source run.
     """
     batch = base_resid.shape[0]
 
@@ -114,11 +114,11 @@ def patched_metrics(
         n = chunk.shape[0]
 
         def patch(act: torch.Tensor) -> torch.Tensor:
-            view = act.view(n, batch, *act.shape[1:])  # (G, B, *act)
+            view = act.view(n, batch, *act.shape[1:])  # (patch, batch, ...)
             mixed = torch.where(chunk[:, None], source_act[None], view)
             return mixed.reshape(act.shape)
 
-        resid = base_resid.repeat(n, *([1] * (base_resid.ndim - 1)))  # (G*B, pos, d_model)
+        resid = base_resid.repeat(n, *([1] * (base_resid.ndim - 1)))  # (rows, pos, d_model)
         with scoped_hooks(runner.model, {hook_name: patch}):
             return runner.from_layer(resid, layer, n)
 
@@ -132,12 +132,12 @@ def chunked_metrics(
     run_chunk: Callable[[torch.Tensor], torch.Tensor],
     metric: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """(n_patch,) metrics: ``run_chunk(masks (G, *act)) -> output (G*B, ...)`` per chunk of
+    """(patch,) metrics: ``run_chunk(masks (patch, ...)) -> output (rows, ...)`` per chunk of
     at most ``max_rows`` rows, row ``g * batch + b`` = prompt b under patch g."""
     per_chunk = max(1, max_rows // batch)
     out = torch.empty(masks.shape[0])
     for start in range(0, masks.shape[0], per_chunk):
-        chunk = masks[start : start + per_chunk]  # (G, *act)
+        chunk = masks[start : start + per_chunk]  # (patch, ...)
         output = run_chunk(chunk)
         for g in range(chunk.shape[0]):
             out[start + g] = reduce_metric(metric(output[g * batch : (g + 1) * batch]))

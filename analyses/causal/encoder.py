@@ -22,7 +22,7 @@ from probes.tokens import pool_embedding, sentence_embedding, tokenize
 
 
 def embedding_cosine(target: torch.Tensor, attention_mask: torch.Tensor):
-    """Metric: per-prompt cosine of the pooled output hidden state to ``target`` (batch, d)."""
+    """Metric: per-prompt cosine of the pooled last hidden state to ``target`` (batch, d_model)."""
 
     def metric(hidden: torch.Tensor) -> torch.Tensor:  # (batch, pos, d_model) -> (batch,)
         pooled = pool_embedding(hidden, attention_mask.to(hidden.device))

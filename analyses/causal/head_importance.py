@@ -50,7 +50,7 @@ def organism_head_task(loaded: LoadedModel, dataset) -> HeadTask:
     """Mean logit difference on a :class:`data.tasks.TaskDataset`'s clean prompts."""
     from data.tasks import logit_diff
 
-    tokens = dataset.clean_tokens.to(loaded.cfg.device)  # (n, pos), no padding
+    tokens = dataset.clean_tokens.to(loaded.cfg.device)  # (batch, pos), no padding
 
     def run() -> torch.Tensor:
         return logit_diff(loaded.model(tokens), dataset).mean()
@@ -59,14 +59,14 @@ def organism_head_task(loaded: LoadedModel, dataset) -> HeadTask:
 
 
 def paraphrase_head_task(loaded: LoadedModel, tokens: Tokens, group: torch.Tensor) -> HeadTask:
-    """Paraphrase margin of pooled embeddings; ``group`` (n,) is each sentence's group id."""
-    same = group[:, None] == group[None, :]  # (n, n)
+    """Paraphrase margin of pooled embeddings; ``group`` (batch,) is each sentence's group id."""
+    same = group[:, None] == group[None, :]  # (batch, batch)
     off_diag = ~torch.eye(len(group), dtype=torch.bool)
 
     def run() -> torch.Tensor:
-        hidden = forward(loaded, tokens)  # (n, pos, d_model)
+        hidden = forward(loaded, tokens)  # (batch, pos, d_model)
         emb = pool_embedding(hidden, tokens.attention_mask.to(hidden.device)).float()
-        sim = (emb @ emb.T).cpu()  # (n, n)
+        sim = (emb @ emb.T).cpu()  # (batch, batch)
         return sim[same & off_diag].mean() - sim[~same].mean()
 
     return HeadTask("paraphrase", "paraphrase_margin", run, tokens.attention_mask.bool())

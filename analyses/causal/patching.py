@@ -188,11 +188,12 @@ def run_baselines(runner: Runner, pair: PatchPair, names: list[str]) -> Baseline
 def fast_baselines(math: DecoderMath, pair: PatchPair, names: set[str]) -> Baselines:
     """:func:`run_baselines` on the fast engine's plain forward pass (same activations).
 
-    Clean and corrupted prompts run as one batch of 2B rows; with ``score_pos`` set, the
-    outputs are the logits at those positions only, (B, V), and the metric reads them as is.
+    Clean and corrupted prompts run as one batch of 2 * batch rows; with ``score_pos`` set,
+    the outputs are the logits at those positions only, (batch, d_vocab), and the metric reads
+    them as is.
     """
     device, b = math.cfg.device, pair.batch
-    tokens = torch.cat([pair.clean, pair.corrupted]).to(device)  # (2B, pos)
+    tokens = torch.cat([pair.clean, pair.corrupted]).to(device)  # (2 * batch, pos)
     scored = pair.score_pos is not None
     out, acts = math.forward(tokens, names, pair.score_pos.repeat(2) if scored else None)
     clean_acts = {name: act[:b] for name, act in acts.items()}
@@ -211,8 +212,8 @@ def patch_masks(component: str, per_position: bool, n_pos: int, n_heads: int) ->
     """One boolean mask per patch over an activation without its batch axis.
 
     Patches are enumerated in transformer_lens.patching's index order; trailing size-1 axes
-    broadcast (e.g. over d_head). Shapes: resid-like (P, pos, 1); head vectors
-    (P, pos, head, 1); pattern (P, head, dest_pos, 1).
+    broadcast (e.g. over d_head). Shapes: resid-like (patch, pos, 1); head vectors
+    (patch, pos, head, 1); pattern (patch, head, pos, 1).
     """
     eye_pos = torch.eye(n_pos, dtype=torch.bool)
     eye_head = torch.eye(n_heads, dtype=torch.bool)
@@ -225,8 +226,8 @@ def patch_masks(component: str, per_position: bool, n_pos: int, n_heads: int) ->
             m = eye_pos[:, None, :, None] & eye_head[None, :, None, :]  # (pos, head, pos, head)
             return m.reshape(n_pos * n_heads, n_pos, n_heads, 1)
         return eye_head[:, None, :, None].expand(n_heads, n_pos, n_heads, 1)
-    if per_position:  # pattern, order (head, dest_pos)
-        m = eye_head[:, None, :, None] & eye_pos[None, :, None, :]  # (head, dest, head, dest)
+    if per_position:  # pattern, order (head, pos)
+        m = eye_head[:, None, :, None] & eye_pos[None, :, None, :]  # (head, pos, head, pos)
         return m.reshape(n_heads * n_pos, n_heads, n_pos, 1)
     return eye_head[:, :, None, None]  # (head, head, 1, 1)
 
@@ -264,7 +265,7 @@ def patch(model, pair: PatchPair, config: PatchingConfig, progress: bool = False
         per_layer = [layer_metrics(layer) for layer in
                      tqdm(layers, desc=f"patch {config.component}", disable=not progress)]
     shape = index_shape(config.component, config.per_position, pair.n_pos, n_heads)
-    values = torch.stack(per_layer).reshape(len(layers), *shape)
+    values = torch.stack(per_layer).reshape(len(layers), *shape)  # (layer, ...): TL's layout
     table = effects_table(values, layers, pair, config, base)
     return PatchingResult(table, values, base.clean_metric, base.corrupted_metric,
                           "fast" if fast else "hooks")
@@ -272,7 +273,7 @@ def patch(model, pair: PatchPair, config: PatchingConfig, progress: bool = False
 
 def _hook_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers, masks,
                 max_rows: int):
-    """(baselines, layer -> (n_patch,) metrics) on the hook engine."""
+    """(baselines, layer -> (patch,) metrics) on the hook engine."""
     names = {hook_name(config.component, la) for la in layers} | {resid_name(la) for la in layers}
     base = run_baselines(runner, pair, sorted(names))
     src, dst = _direction(base, config.method)
@@ -287,7 +288,7 @@ def _hook_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers,
 
 def _fast_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers, masks,
                 max_rows: int):
-    """(baselines, layer -> (n_patch,) metrics) on the fast engine."""
+    """(baselines, layer -> (patch,) metrics) on the fast engine."""
     math = DecoderMath(runner.model)
     names = {hook_name(config.component, la) for la in layers} | set(baseline_names(math.cfg))
     base = fast_baselines(math, pair, names)
@@ -343,7 +344,7 @@ def effects_table(values, layers, pair: PatchPair, config: PatchingConfig, base:
         log.warning("%s: clean (%.4g) and corrupted (%.4g) metrics nearly agree: normalised "
                     "effects divide by a tiny gap and are unreliable", pair.task,
                     base.clean_metric, base.corrupted_metric)
-    flat = values.reshape(len(layers), -1).cpu()
+    flat = values.reshape(len(layers), -1).cpu()  # (layer, patch)
     patches = ((config.component, layer, *_head_position(config, i, pair.n_pos, flat.shape[1]),
                 value)
                for li, layer in enumerate(layers) for i, value in enumerate(flat[li].tolist()))

@@ -120,7 +120,7 @@ def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
         hooks += [(f"blocks.{la}.hook_mlp_out", _constant_hook(dst[f"blocks.{la}.hook_mlp_out"], n))
                   for la in range(first, model.cfg.n_layers)]
     inputs = sorted({_input_name(r, x) for r in config.receivers for x in r.inputs})
-    resid = dst[resid_name(first)].repeat(n, 1, 1)  # (G*B, pos, d_model)
+    resid = dst[resid_name(first)].repeat(n, 1, 1)  # (rows, pos, d_model)
     output, recorded = record(model, inputs, lambda: runner.from_layer(resid, first, n), hooks)
     if config.receivers:
         output = _receiver_pass(runner, config, recorded, dst, n)
@@ -156,10 +156,11 @@ def _input_name(r: Receiver, x: str) -> str:
 def _freeze_z_hook(model, layer, chunk, src, dst, batch):
     """z at ``layer``: base value for every head, the source value for each row's sender."""
     name = f"blocks.{layer}.attn.hook_z"
+    # (patch, 1, 1, head, 1): True at row group g's sender head, if it sits in this layer
     mask = torch.zeros(len(chunk), 1, 1, model.cfg.n_heads, 1, dtype=torch.bool)
     for g, (s_layer, s_head) in enumerate(chunk):
         mask[g, 0, 0, s_head, 0] = s_layer == layer
-    src_z, dst_z = src[name][None], dst[name][None]  # (1, B, pos, head, d_head)
+    src_z, dst_z = src[name][None], dst[name][None]  # (1, batch, pos, head, d_head)
 
     def hook(act: torch.Tensor) -> torch.Tensor:
         return torch.where(mask.to(act.device), src_z, dst_z).reshape(act.shape)

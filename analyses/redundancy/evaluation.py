@@ -103,7 +103,7 @@ class OrganismEval:
 
         out = {"lm_loss": lm_loss(loaded, self.lm_tokens, self.config.batch_size)}
         for ds in self.datasets:
-            logits = loaded.model(ds.clean_tokens.to(loaded.cfg.device))  # (n, pos, d_vocab)
+            logits = loaded.model(ds.clean_tokens.to(loaded.cfg.device))  # (batch, pos, d_vocab)
             out[f"acc_{ds.name}"] = accuracy(logits, ds)
         out["acc_mean"] = sum(out[f"acc_{ds.name}"] for ds in self.datasets) / len(self.datasets)
         return _rows(out)
@@ -113,15 +113,15 @@ class OrganismEval:
 
 
 def embeddings(loaded: LoadedModel, tokens: Tokens, batch_size: int) -> torch.Tensor:
-    """Pooled, normalised sentence embeddings (n, d_model) in fp32."""
+    """Pooled, normalised sentence embeddings (prompt, d_model) in fp32."""
     out = [pool_embedding(forward(loaded, b).float(), b.attention_mask.to(loaded.cfg.device))
            for b in batches(tokens, batch_size)]
     return torch.cat(out).cpu()
 
 
 def nearest_neighbours(emb: torch.Tensor) -> torch.Tensor:
-    """(n,) index of each row's most cosine-similar other row (rows are unit vectors)."""
-    sim = emb @ emb.T  # (n, n)
+    """(prompt,) index of each row's most cosine-similar other row (rows are unit vectors)."""
+    sim = emb @ emb.T  # (prompt, prompt)
     sim.fill_diagonal_(-torch.inf)
     return sim.argmax(-1)
 
@@ -152,7 +152,7 @@ class EncoderEval:
         groups = groups or []
         self.tokens = tokenize(full, sentences)
         gid = {s: g for g, members in enumerate(groups) for s in members}
-        self.group = torch.tensor([gid.get(s, -1) for s in sentences])  # (n,) -1: no group
+        self.group = torch.tensor([gid.get(s, -1) for s in sentences])  # (prompt,) -1: no group
         with torch.no_grad():
             self.full_emb = embeddings(full, self.tokens, config.batch_size)
         self.full_nn = nearest_neighbours(self.full_emb)

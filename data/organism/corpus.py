@@ -6,7 +6,7 @@ deterministic given them. Text is a list of words (one word = one token).
 An :class:`Item` is an evaluation pair: ``prompt`` -> ``answer`` and ``corrupted_prompt`` ->
 ``corrupted_answer``, of equal length, differing in one word, with different single-word
 answers. Within a family every evaluation item has the same length (fixed templates), so a
-batch of items is a plain ``(n, pos)`` tensor and the scored position is always the last.
+batch of items is a plain ``(batch, pos)`` tensor and the scored position is always the last.
 
 Held-out split: an induction sequence, an IOI sentence (template, order, names, place, object)
 or a reasoning context is *held out* when a stable hash of it falls in bucket 0 of 10;

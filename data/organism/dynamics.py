@@ -38,8 +38,8 @@ class CheckpointCallback(Protocol):
 class EvalRows(NamedTuple):
     """The fixed rows one training run is measured on at every checkpoint."""
 
-    loss: Batch  # (LOSS_ROWS, pos): the ``loss`` metric
-    probe: Batch  # (PROBE_ROWS, pos): what checkpoint callbacks run the model on
+    loss: Batch  # (batch, pos), batch = LOSS_ROWS: the ``loss`` metric
+    probe: Batch  # (batch, pos), batch = PROBE_ROWS: what checkpoint callbacks run the model on
 
 
 def eval_rows(world: World, mc: ModelConfig, tc: TrainConfig) -> EvalRows:

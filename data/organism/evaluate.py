@@ -1,6 +1,6 @@
 """Encode evaluation items as tensors and score a model on them (no TransformerLens needed).
 
-All items of one family have the same length, so a list of items becomes plain ``(n, pos)``
+All items of one family have the same length, so a list of items becomes plain ``(batch, pos)``
 tensors; the scored position is the last one.
 """
 
@@ -16,10 +16,10 @@ from data.organism.vocab import encode_words
 
 
 class ItemTensors(NamedTuple):
-    clean: torch.Tensor  # (n, pos) long, <bos> first
-    corrupted: torch.Tensor  # (n, pos) long
-    answer: torch.Tensor  # (n,) long: correct next token of the clean prompt
-    corrupted_answer: torch.Tensor  # (n,) long: correct next token of the corrupted prompt
+    clean: torch.Tensor  # (batch, pos) long, <bos> first
+    corrupted: torch.Tensor  # (batch, pos) long
+    answer: torch.Tensor  # (batch,) long: correct next token of the clean prompt
+    corrupted_answer: torch.Tensor  # (batch,) long: correct next token of the corrupted prompt
 
 
 def encode_items(items: Sequence[Item], word_to_id: dict[str, int]) -> ItemTensors:
@@ -44,7 +44,7 @@ def item_accuracy(
     """Top-1 accuracy of ``forward`` (tokens -> logits) at the last position of clean prompts."""
     hits = 0
     for start in range(0, len(tensors.answer), batch_size):
-        logits = forward(tensors.clean[start : start + batch_size])  # (b, pos, vocab)
+        logits = forward(tensors.clean[start : start + batch_size])  # (batch, pos, d_vocab)
         pred = logits[:, -1].argmax(-1)
         hits += (pred == tensors.answer[start : start + batch_size]).sum().item()
     return hits / len(tensors.answer)
