@@ -85,6 +85,19 @@ def manifest(run_id: str) -> dict[str, Any]:
     return store().open_run(run_id).manifest
 
 
+def massive_thresholds(run_id: str) -> tuple[float, float] | None:
+    """(|value|, ratio to the median) thresholds of a run's massive-activation scan, or None.
+
+    Read from the manifest's config, where ``attnlab probe`` and ``attnlab demo`` record them
+    as ``massive_abs`` / ``massive_ratio``; None when the run did not record both.
+    """
+    config = manifest(run_id).get("config") or {}
+    try:
+        return float(config["massive_abs"]), float(config["massive_ratio"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def artefacts(run_id: str) -> list[Path]:
     """Files of a run other than its manifest and tables (reports, figures ...), sorted."""
     run = store().open_run(run_id)

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import torch
 
+from data.notation import head_label
 from data.store import RunStore
 from probes.models import LoadedModel, load_model
 
@@ -140,7 +141,8 @@ def probe_lines(tables) -> list[str]:
     entropy = tables.get("entropy")
     if entropy is not None and len(entropy):
         norm = entropy[entropy["stat"] == "norm_mean"].sort_values("value").head(3)
-        heads = ", ".join(f"L{r.layer}H{r.head} ({r.value:.2f})" for r in norm.itertuples())
+        heads = ", ".join(f"{head_label(r.layer, r.head)} ({r.value:.2f})"
+                          for r in norm.itertuples())
         out.append(f"lowest normalised entropy: {heads}")
     return out
 
@@ -175,17 +177,16 @@ def circuits_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
 
     ccfg = CircuitConfig(task="ioi", n=cfg.n_items, n_random=2)
     run, a = write_circuit_report(models.get("organism"), ccfg, store)
-    heads = ", ".join(f"L{r.layer}H{r.head}" for r in a.top_heads.itertuples())
+    heads = ", ".join(head_label(r.layer, r.head) for r in a.top_heads.itertuples())
     return run, [f"top IOI heads {heads}; attribution vs exact r = {a.attribution_r:.3f}",
                  f"report: {run.path / 'report.html'}"]
 
 
 def sae_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
     """Feature tables and evaluation of the organism's shipped attention SAE."""
-    from analyses.cli.commands.sae_cmd import FEATURE_TABLES
     from saes.corpus import corpus_tokens
     from saes.evaluate import evaluate_sae
-    from saes.features import feature_tables
+    from saes.features import FEATURE_TABLES, feature_tables
     from saes.io import load_shipped
 
     loaded = models.get("organism")

@@ -1,9 +1,9 @@
 """Pure DataFrame -> plotly Figure functions for patching, attribution and ablation results.
 
 Shared by the circuit report (:mod:`analyses.reports.circuit`), the dashboard and notebooks:
-each takes
-a result table (schemas in :mod:`data.schemas`) and returns a ``plotly.graph_objects.Figure``;
-none runs a model or reads files.
+each takes a result table (schemas in :mod:`data.schemas`) and returns a
+``plotly.graph_objects.Figure``; none runs a model or reads files. Grids are drawn by
+:mod:`analyses.figures.heatmap`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-DIVERGING = "RdBu"
+from analyses.figures.heatmap import grid_heatmap, layer_head_heatmap
+from analyses.figures.labels import head_set_label, row_labels
 
 
 def _pick(df: pd.DataFrame, component: str | None, method: str | None) -> pd.DataFrame:
@@ -31,31 +32,26 @@ def patching_heatmap(df: pd.DataFrame, component: str | None = None, method: str
                      value: str = "normalized_effect", title: str | None = None) -> go.Figure:
     """Layer x head (head sweeps) or layer x position (residual/sublayer sweeps) heatmap.
 
-    Per-position head sweeps become (layer.head) x position. The colour scale is centred on 0.
+    Per-position head sweeps become head (``L1H2``) x position. The colour scale is centred
+    on 0.
     """
     d = _pick(df, component, method)
+    comp = ", ".join(sorted(d.component.unique()))
+    meth = ", ".join(sorted(d.method.unique()))
+    title = title or f"{comp} patching ({meth})"
     by_head, by_pos = (d["head"] >= 0).any(), (d["position"] >= 0).any()
-    if by_head and by_pos:
-        d = d.assign(row=d["layer"].astype(str) + "." + d["head"].astype(str))
+    if by_head and not by_pos:
+        return layer_head_heatmap(d, value, title=title, diverging=True, fmt=".3f",
+                                  what="patching_heatmap")
+    if by_head:
+        d = d.assign(row=row_labels(d))
         grid = d.pivot_table(index="row", columns="position", values=value, sort=False)
-        ylabel, xlabel = "layer.head", "position"
-    elif by_head:
-        grid = d.pivot_table(index="layer", columns="head", values=value)
-        ylabel, xlabel = "layer", "head"
+        ylabel, xlabel = "head", "position"
     else:
         grid = d.pivot_table(index="layer", columns="position", values=value)
         ylabel, xlabel = "layer", "position" if by_pos else "(all positions)"
-    lim = float(max(abs(grid.min().min()), abs(grid.max().max()), 1e-9))
-    fig = go.Figure(go.Heatmap(
-        z=grid.values, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index],
-        colorscale=DIVERGING, zmid=0, zmin=-lim, zmax=lim, colorbar={"title": value},
-        hovertemplate=f"{ylabel} %{{y}}, {xlabel} %{{x}}: %{{z:.3f}}<extra></extra>"))
-    comp = ", ".join(sorted(d.component.unique()))
-    meth = ", ".join(sorted(d.method.unique()))
-    fig.update_layout(title=title or f"{comp} patching ({meth})", xaxis_title=xlabel,
-                      yaxis_title=ylabel, yaxis={"autorange": "reversed"},
-                      height=max(300, 40 * len(grid.index) + 150))
-    return fig
+    return grid_heatmap(grid, title=title, x_title=xlabel, y_title=ylabel, value_title=value,
+                        diverging=True, fmt=".3f")
 
 
 def attribution_scatter(df: pd.DataFrame, component: str = "z", direction: str = "denoising",
@@ -69,7 +65,7 @@ def attribution_scatter(df: pd.DataFrame, component: str = "z", direction: str =
     attr = _pick(df, component, f"attribution_{direction}")[keys + [value]]
     m = exact.merge(attr, on=keys, suffixes=("_exact", "_attr"))
     r = m[f"{value}_exact"].corr(m[f"{value}_attr"])
-    labels = m["layer"].astype(str) + "." + m["head"].astype(str)
+    labels = row_labels(m)
     fig = go.Figure(go.Scatter(x=m[f"{value}_exact"], y=m[f"{value}_attr"], mode="markers",
                                text=labels, hovertemplate="%{text}: exact %{x:.3f}, "
                                "attribution %{y:.3f}<extra></extra>"))
@@ -89,7 +85,8 @@ def ablation_table_figure(df: pd.DataFrame) -> go.Figure:
         raise ValueError("empty ablation table")
     fig = go.Figure()
     for name, g in df.groupby("ablated_set", sort=False):
-        fig.add_trace(go.Bar(x=g["task"], y=g["drop"], name=f"{name} ({g['heads'].iloc[0]})",
+        heads = head_set_label(g["heads"].iloc[0])
+        fig.add_trace(go.Bar(x=g["task"], y=g["drop"], name=f"{name} ({heads})",
                              error_y={"type": "data", "array": g["drop_std"]}))
     fig.update_layout(barmode="group", title="accuracy drop when a head set is ablated",
                       xaxis_title="task", yaxis_title="accuracy drop (clean - ablated)",

@@ -23,23 +23,30 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.figures.checks import require_columns
+from analyses.figures.heatmap import grid_heatmap, layer_head_grid, layer_head_heatmap
+from analyses.figures.labels import row_labels
 
 #: Stats of the ``entropy`` table shown in the heatmap's hover text when present.
 ENTROPY_HOVER_STATS = ("mean", "norm_mean", "min", "bound_mean", "weight_bound_mean",
                        "bound_violations", "collapsed")
+#: Columns of the per-head statistics tables (``entropy``, ``head_norms``).
+HEAD_STAT_COLUMNS = ("layer", "head", "stat", "value")
+#: Columns of the ``massive`` table the massive-activation views read.
+MASSIVE_COLUMNS = ("layer", "position", "token", "dim", "value", "ratio")
 
 
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    require_columns(df, columns, what)
-
-
-def _stat_grid(df: pd.DataFrame, stat: str) -> pd.DataFrame:
-    """Pivot one ``stat`` of a (layer, head, stat, value) table to a layer x head grid."""
+def _stat_rows(df: pd.DataFrame, stat: str) -> pd.DataFrame:
+    """The head rows (``head >= 0``) of one ``stat`` of a (layer, head, stat, value) table."""
     rows = df[(df["stat"] == stat) & (df["head"] >= 0)]
     if rows.empty:
         present = sorted(df["stat"].unique())
         raise ValueError(f"no rows with stat {stat!r}; stats present: {present}")
-    return rows.pivot_table(index="layer", columns="head", values="value", aggfunc="mean")
+    return rows
+
+
+def _stat_grid(df: pd.DataFrame, stat: str) -> pd.DataFrame:
+    """Pivot one ``stat`` of a (layer, head, stat, value) table to a layer x head grid."""
+    return layer_head_grid(_stat_rows(df, stat))
 
 
 def entropy_heatmap(df: pd.DataFrame, stat: str = "norm_mean") -> go.Figure:
@@ -48,32 +55,28 @@ def entropy_heatmap(df: pd.DataFrame, stat: str = "norm_mean") -> go.Figure:
     ``df`` is the ``entropy`` table. Hover shows the measured entropy beside the lower bound
     (Zhai et al. 2023, Thm 3.1) when the table carries ``bound_mean``.
     """
-    _require(df, ["layer", "head", "stat", "value"], "entropy_heatmap")
-    grid = _stat_grid(df, stat)
-    hover = np.full(grid.shape, "", dtype=object)
-    for name in ENTROPY_HOVER_STATS:
-        if name in set(df["stat"]):
+    require_columns(df, HEAD_STAT_COLUMNS, "entropy_heatmap")
+    stats = set(df["stat"])
+
+    def hover(grid: pd.DataFrame) -> np.ndarray:
+        out = np.full(grid.shape, "", dtype=object)
+        for name in (n for n in ENTROPY_HOVER_STATS if n in stats):
             part = _stat_grid(df, name).reindex(index=grid.index, columns=grid.columns)
-            hover = hover + np.vectorize(lambda v, n=name: f"<br>{n}: {v:.3g}")(part.to_numpy())
-    fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(), x=[str(h) for h in grid.columns], y=[str(lay) for lay in grid.index],
-        colorscale="Viridis", colorbar={"title": stat}, customdata=hover,
-        hovertemplate="layer %{y} head %{x}<br>" + stat + ": %{z:.3g}%{customdata}<extra></extra>",
-    ))
-    if "collapsed" in set(df["stat"]):
-        flags = _stat_grid(df, "collapsed").reindex(index=grid.index, columns=grid.columns)
-        layers, heads = np.nonzero(flags.fillna(0).to_numpy() > 0)
+            out = out + np.vectorize(lambda v, n=name: f"<br>{n}: {v:.3g}")(part.to_numpy())
+        return out
+
+    fig = layer_head_heatmap(_stat_rows(df, stat), title=f"Attention entropy ({stat}) per head",
+                             colorbar_title=stat, hover_extra=hover, what="entropy_heatmap")
+    if "collapsed" in stats:
+        flags = _stat_rows(df, "collapsed")
+        flags = flags[flags["value"] > 0].sort_values(["layer", "head"])
         fig.add_trace(go.Scatter(
-            x=[str(grid.columns[h]) for h in heads], y=[str(grid.index[i]) for i in layers],
-            mode="markers", name="entropy collapse",
+            x=[str(h) for h in flags["head"]], y=[str(la) for la in flags["layer"]],
+            text=row_labels(flags), mode="markers", name="entropy collapse",
             marker={"symbol": "x", "size": 12, "color": "red", "line": {"width": 1}},
-            hovertemplate="layer %{y} head %{x}: collapsed<extra></extra>",
+            hovertemplate="%{text}: collapsed<extra></extra>",
         ))
-    fig.update_layout(
-        title=f"Attention entropy ({stat}) per head", xaxis_title="head", yaxis_title="layer",
-        yaxis={"autorange": "reversed", "type": "category"}, xaxis={"type": "category"},
-        legend={"orientation": "h", "y": -0.15},
-    )
+    fig.update_layout(legend={"orientation": "h", "y": -0.15})
     return fig
 
 
@@ -83,7 +86,7 @@ def entropy_bound_figure(df: pd.DataFrame) -> go.Figure:
     Every point must sit on or above the diagonal: the bound is a theorem (a point below it
     means a bug in the probe, not an interesting head).
     """
-    _require(df, ["layer", "head", "stat", "value"], "entropy_bound_figure")
+    require_columns(df, HEAD_STAT_COLUMNS, "entropy_bound_figure")
     stats = set(df["stat"])
     if not {"mean", "bound_mean"} <= stats:
         raise ValueError(f"entropy_bound_figure needs stats 'mean' and 'bound_mean'; has {stats}")
@@ -93,7 +96,7 @@ def entropy_bound_figure(df: pd.DataFrame) -> go.Figure:
     for layer, part in wide.groupby("layer"):
         fig.add_trace(go.Scatter(
             x=part["bound_mean"], y=part["mean"], mode="markers", name=f"layer {layer}",
-            text=[f"L{layer}H{h}" for h in part["head"]],
+            text=row_labels(part),
             hovertemplate="%{text}<br>bound %{x:.3g}<br>entropy %{y:.3g}<extra></extra>",
         ))
     hi = float(np.nanmax(wide[["mean", "bound_mean"]].to_numpy())) if len(wide) else 1.0
@@ -110,7 +113,7 @@ def massive_summary_figure(df: pd.DataFrame) -> go.Figure:
     ``top1``/``top2``/``median`` are means over sequences; ``top1_max`` (dashed, when present)
     is the largest top-1 over all sequences.
     """
-    _require(df, ["layer", "stat", "value"], "massive_summary_figure")
+    require_columns(df, ["layer", "stat", "value"], "massive_summary_figure")
     fig = go.Figure()
     for stat in ("top1", "top2", "median", "top1_max"):
         part = df[df["stat"] == stat].groupby("layer", as_index=False)["value"].max()
@@ -127,7 +130,7 @@ def massive_summary_figure(df: pd.DataFrame) -> go.Figure:
 
 def massive_top_table(df: pd.DataFrame, n: int = 50) -> pd.DataFrame:
     """Which (dim, token) pairs carry the massive activations: count, layers, max |value|."""
-    _require(df, ["layer", "position", "token", "dim", "value", "ratio"], "massive_top_table")
+    require_columns(df, MASSIVE_COLUMNS, "massive_top_table")
     out = (df.assign(abs_value=df["value"].abs())
            .groupby(["dim", "token"], as_index=False)
            .agg(count=("value", "size"), first_layer=("layer", "min"),
@@ -139,7 +142,7 @@ def massive_top_table(df: pd.DataFrame, n: int = 50) -> pd.DataFrame:
 
 def massive_dims_figure(df: pd.DataFrame) -> go.Figure:
     """Scatter of (layer, dim) cells holding massive activations, sized by max |value|."""
-    _require(df, ["layer", "position", "token", "dim", "value", "ratio"], "massive_dims_figure")
+    require_columns(df, MASSIVE_COLUMNS, "massive_dims_figure")
     cells = (df.assign(abs_value=df["value"].abs())
              .groupby(["layer", "dim"], as_index=False)
              .agg(max_abs=("abs_value", "max"), count=("value", "size"),
@@ -161,17 +164,10 @@ def massive_dims_figure(df: pd.DataFrame) -> go.Figure:
 
 def head_norms_heatmap(df: pd.DataFrame, stat: str = "mean") -> go.Figure:
     """Layer x head heatmap of per-head output norms ||z_h W_O^h|| (rows with head >= 0)."""
-    _require(df, ["layer", "head", "stat", "value"], "head_norms_heatmap")
-    grid = _stat_grid(df, stat)
-    fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(), x=[str(h) for h in grid.columns], y=[str(lay) for lay in grid.index],
-        colorscale="Blues", colorbar={"title": f"{stat} norm"},
-        hovertemplate="layer %{y} head %{x}<br>" + stat + " norm %{z:.4g}<extra></extra>",
-    ))
-    fig.update_layout(title=f"Per-head output norm ({stat})", xaxis_title="head",
-                      yaxis_title="layer", yaxis={"autorange": "reversed", "type": "category"},
-                      xaxis={"type": "category"})
-    return fig
+    require_columns(df, HEAD_STAT_COLUMNS, "head_norms_heatmap")
+    return layer_head_heatmap(_stat_rows(df, stat), title=f"Per-head output norm ({stat})",
+                              colorbar_title=f"{stat} norm", colorscale="Blues", fmt=".4g",
+                              what="head_norms_heatmap")
 
 
 def emergence_figure(observed: pd.DataFrame, fitted: pd.DataFrame | None = None) -> go.Figure:
@@ -180,7 +176,7 @@ def emergence_figure(observed: pd.DataFrame, fitted: pd.DataFrame | None = None)
     ``observed`` and ``fitted`` are long tables with columns ``step``, ``layer``, ``value``
     (``fitted`` evaluated on a fine grid of steps). Steps are log-spaced, so x is log.
     """
-    _require(observed, ["step", "layer", "value"], "emergence_figure")
+    require_columns(observed, ["step", "layer", "value"], "emergence_figure")
     fig = go.Figure()
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"]
@@ -216,16 +212,12 @@ def pattern_frame(pattern: np.ndarray, str_tokens: Sequence[str]) -> pd.DataFram
 
 def attention_pattern_figure(df: pd.DataFrame, title: str = "Attention pattern") -> go.Figure:
     """Query x key heatmap of one head's attention pattern from :func:`pattern_frame`."""
-    _require(df, ["query_pos", "key_pos", "query_token", "key_token", "value"],
-             "attention_pattern_figure")
+    require_columns(df, ["query_pos", "key_pos", "query_token", "key_token", "value"],
+                    "attention_pattern_figure")
     grid = df.pivot(index="query_pos", columns="key_pos", values="value")
     tokens = df.drop_duplicates("query_pos").set_index("query_pos")["query_token"]
     labels = [f"{i}:{tokens[i]}" for i in grid.index]
-    fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(), x=labels, y=labels, colorscale="Blues", zmin=0.0, zmax=1.0,
-        colorbar={"title": "attention"},
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>",
-    ))
-    fig.update_layout(title=title, xaxis_title="key", yaxis_title="query",
-                      yaxis={"autorange": "reversed"}, height=max(350, 28 * len(labels) + 150))
-    return fig
+    grid = grid.set_axis(labels, axis=0).set_axis(labels, axis=1)
+    return grid_heatmap(grid, title=title, x_title="key", y_title="query",
+                        value_title="attention", colorscale="Blues", zrange=(0.0, 1.0),
+                        fmt=".3f")

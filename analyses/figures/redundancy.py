@@ -1,7 +1,8 @@
 """Plotly figures for the redundancy tables: pure functions DataFrame -> ``go.Figure``.
 
-Shared by the dashboard, ``attnlab redundancy`` (``redundancy.html``) and notebooks; they take
-the documented long tables (``data.schemas``) and never read files or run a model.
+Shared by the dashboard, the redundancy report (:mod:`analyses.reports.redundancy`, the
+``redundancy.html`` of ``attnlab redundancy``) and notebooks; they take the documented long
+tables (``data.schemas``) and never read files or run a model.
 
     importance_bars(run.read_table("redundancy"))      # score per layer, attn / mlp / block
     importance_heatmap(run.read_table("redundancy"))   # layer x module
@@ -12,20 +13,17 @@ the documented long tables (``data.schemas``) and never read files or run a mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.figures.checks import require_columns
+from analyses.figures.heatmap import grid_heatmap, layer_head_heatmap
 
 MODULE_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f"}
 STRATEGY_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f",
                    "joint": "#2ca02c"}
-
-
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    require_columns(df, columns, what, hint='re-run `attnlab redundancy`')
+#: What to do about an empty redundancy table (in the error message).
+HINT = "re-run `attnlab redundancy`"
 
 
 def _one_definition(df: pd.DataFrame, definition: str) -> pd.DataFrame:
@@ -40,7 +38,7 @@ def _one_definition(df: pd.DataFrame, definition: str) -> pd.DataFrame:
 
 def importance_bars(scores: pd.DataFrame, definition: str = "unit") -> go.Figure:
     """Grouped bars: He et al. score per layer, one colour per module (low = redundant)."""
-    _require(scores, ["layer", "module", "score"], "importance_bars")
+    require_columns(scores, ["layer", "module", "score"], "importance_bars", HINT)
     scores = _one_definition(scores, definition)
     fig = go.Figure()
     for module, sub in scores.groupby("module", sort=False):
@@ -53,17 +51,14 @@ def importance_bars(scores: pd.DataFrame, definition: str = "unit") -> go.Figure
 
 
 def importance_heatmap(scores: pd.DataFrame, definition: str = "unit") -> go.Figure:
-    """Layer x module heatmap of the scores."""
-    _require(scores, ["layer", "module", "score"], "importance_heatmap")
+    """Module x layer heatmap of the scores, each cell labelled with its score."""
+    require_columns(scores, ["layer", "module", "score"], "importance_heatmap", HINT)
     wide = _one_definition(scores, definition).pivot_table(
         index="module", columns="layer", values="score")
     wide = wide.reindex([m for m in ("attn", "mlp", "block") if m in wide.index])
-    fig = go.Figure(go.Heatmap(z=wide.values, x=list(wide.columns), y=list(wide.index),
-                               colorscale="Viridis", colorbar_title="score",
-                               text=wide.round(4).values, texttemplate="%{text}"))
-    fig.update_layout(title=f"Importance per layer and module ({definition})",
-                      xaxis_title="layer")
-    return fig
+    return grid_heatmap(wide, title=f"Importance per layer and module ({definition})",
+                        x_title="layer", y_title="module", value_title="score",
+                        show_values=True, fmt=".4f")
 
 
 def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
@@ -71,7 +66,8 @@ def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
 
     The random baseline is the mean over its seeds, per strategy.
     """
-    _require(curve, ["strategy", "mode", "n_dropped", "metric", "value"], "drop_curve_figure")
+    require_columns(curve, ["strategy", "mode", "n_dropped", "metric", "value"],
+                    "drop_curve_figure", HINT)
     sub = curve[curve["metric"] == metric]
     if sub.empty:
         raise ValueError(f"no metric {metric!r} in drop_curve; have "
@@ -95,7 +91,7 @@ def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
 
 def speedup_figure(speed: pd.DataFrame) -> go.Figure:
     """Measured speedup (full / pruned median wall time) vs number of dropped modules."""
-    _require(speed, ["strategy", "mode", "n_dropped", "speedup"], "speedup_figure")
+    require_columns(speed, ["strategy", "mode", "n_dropped", "speedup"], "speedup_figure", HINT)
     fig = go.Figure()
     for (strategy, mode), g in speed.groupby(["strategy", "mode"], sort=False):
         g = g.sort_values("n_dropped")
@@ -112,33 +108,12 @@ def speedup_figure(speed: pd.DataFrame) -> go.Figure:
 def head_importance_heatmap(table: pd.DataFrame, task: str | None = None,
                             method: str = "zero") -> go.Figure:
     """Layer x head heatmap of one method's metric drop for one task."""
-    _require(table, ["task", "layer", "head", "method", "value"], "head_importance_heatmap")
+    require_columns(table, ["task", "layer", "head", "method", "value"],
+                    "head_importance_heatmap", HINT)
     task = task if task is not None else str(table["task"].iloc[0])
     sub = table[(table["task"] == task) & (table["method"] == method)]
     if sub.empty:
         raise ValueError(f"no rows for task {task!r}, method {method!r}")
-    wide = sub.pivot_table(index="layer", columns="head", values="value")
-    fig = go.Figure(go.Heatmap(z=wide.values, x=list(wide.columns), y=list(wide.index),
-                               colorscale="RdBu", zmid=0.0, colorbar_title="drop"))
-    fig.update_layout(title=f"Head importance: {task}, {method}", xaxis_title="head",
-                      yaxis_title="layer")
-    return fig
-
-
-def report_html(result) -> str:
-    """One self-contained HTML page (plotly.js inline once) with every figure of a result."""
-    figs = [importance_bars(result.redundancy), importance_heatmap(result.redundancy)]
-    if "definition" in result.redundancy and (
-            result.redundancy["definition"] == "residual_sum").any():
-        figs.append(importance_bars(result.redundancy, "residual_sum"))
-    figs += [drop_curve_figure(result.drop_curve, m)
-             for m in result.drop_curve["metric"].unique()]
-    figs.append(speedup_figure(result.speedup))
-    if result.head_importance is not None:
-        figs += [head_importance_heatmap(result.head_importance, t, m)
-                 for t in result.head_importance["task"].unique() for m in ("zero", "mean")]
-    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
-    verdict = result.comparison.verdict
-    return ("<html><head><meta charset='utf-8'><title>attnlab redundancy</title></head><body>"
-            f"<h2>Redundancy (He et al. 2024)</h2><p>{verdict}</p>" + "".join(parts)
-            + "</body></html>")
+    return layer_head_heatmap(sub, title=f"Head importance: {task}, {method}",
+                              colorbar_title="drop", diverging=True,
+                              what="head_importance_heatmap")

@@ -16,7 +16,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyses.figures.probes import _require
+from analyses.figures.checks import require_columns
+from analyses.figures.heatmap import layer_head_heatmap
+from analyses.figures.labels import row_labels
 
 
 def _one_feature(df: pd.DataFrame, feature: int, what: str) -> pd.DataFrame:
@@ -29,7 +31,7 @@ def _one_feature(df: pd.DataFrame, feature: int, what: str) -> pd.DataFrame:
 
 def feature_ranking(examples: pd.DataFrame) -> pd.DataFrame:
     """Features of a ``sae_feature_examples`` table: max activation and #examples, best first."""
-    _require(examples, ["feature", "activation"], "feature_ranking")
+    require_columns(examples, ["feature", "activation"], "feature_ranking")
     out = examples.groupby("feature", as_index=False).agg(
         max_activation=("activation", "max"), n_examples=("activation", "size"))
     return out.sort_values("max_activation", ascending=False, ignore_index=True)
@@ -37,7 +39,7 @@ def feature_ranking(examples: pd.DataFrame) -> pd.DataFrame:
 
 def feature_histogram_figure(hist: pd.DataFrame, feature: int) -> go.Figure:
     """Histogram of one feature's non-zero activations (bars at the stored bins)."""
-    _require(hist, ["feature", "bin_left", "bin_right", "count"], "feature_histogram_figure")
+    require_columns(hist, ["feature", "bin_left", "bin_right", "count"], "feature_histogram_figure")
     part = _one_feature(hist, feature, "feature_histogram_figure").sort_values("bin_left")
     fig = go.Figure(go.Bar(
         x=(part["bin_left"] + part["bin_right"]) / 2, y=part["count"],
@@ -52,10 +54,10 @@ def feature_histogram_figure(hist: pd.DataFrame, feature: int) -> go.Figure:
 
 def feature_heads_figure(heads: pd.DataFrame, feature: int) -> go.Figure:
     """Per-head DFA share (activation-based) beside the decoder-weight share of one feature."""
-    _require(heads, ["feature", "layer", "head", "share", "weight_share"],
-             "feature_heads_figure")
+    require_columns(heads, ["feature", "layer", "head", "share", "weight_share"],
+                    "feature_heads_figure")
     part = _one_feature(heads, feature, "feature_heads_figure").sort_values("head")
-    labels = [f"L{int(r.layer)}H{int(r.head)}" for r in part.itertuples()]
+    labels = row_labels(part)
     fig = go.Figure([
         go.Bar(x=labels, y=part["share"], name="DFA share (on active tokens)"),
         go.Bar(x=labels, y=part["weight_share"], name="decoder-weight share"),
@@ -68,8 +70,8 @@ def feature_heads_figure(heads: pd.DataFrame, feature: int) -> go.Figure:
 
 def logit_effects_figure(effects: pd.DataFrame, feature: int) -> go.Figure:
     """Tokens the feature's decoder direction promotes (right) and suppresses (left)."""
-    _require(effects, ["feature", "direction", "rank", "token", "value"],
-             "logit_effects_figure")
+    require_columns(effects, ["feature", "direction", "rank", "token", "value"],
+                    "logit_effects_figure")
     part = _one_feature(effects, feature, "logit_effects_figure").sort_values("value")
     colors = ["#d62728" if d == "suppressed" else "#2ca02c" for d in part["direction"]]
     fig = go.Figure(go.Bar(
@@ -86,16 +88,9 @@ def logit_effects_figure(effects: pd.DataFrame, feature: int) -> go.Figure:
 
 def head_summary_heatmap(summary: pd.DataFrame, stat: str = "n_families") -> go.Figure:
     """Layer x head heatmap of a head polysemanticity statistic (``sae_head_summary``)."""
-    _require(summary, ["layer", "head", "stat", "value"], "head_summary_heatmap")
+    require_columns(summary, ["layer", "head", "stat", "value"], "head_summary_heatmap")
     rows = summary[summary["stat"] == stat]
     if rows.empty:
         raise ValueError(f"no rows with stat {stat!r}; present: {sorted(summary['stat'].unique())}")
-    grid = rows.pivot_table(index="layer", columns="head", values="value", aggfunc="mean")
-    fig = go.Figure(go.Heatmap(
-        z=grid.to_numpy(), x=[str(h) for h in grid.columns], y=[str(la) for la in grid.index],
-        colorscale="Purples", colorbar={"title": stat},
-        hovertemplate="layer %{y} head %{x}<br>" + stat + " %{z:.3g}<extra></extra>",
-    ))
-    fig.update_layout(title=f"Heads: {stat}", xaxis_title="head", yaxis_title="layer",
-                      xaxis={"type": "category"}, yaxis={"type": "category"})
-    return fig
+    return layer_head_heatmap(rows, title=f"Heads: {stat}", colorbar_title=stat,
+                              colorscale="Purples", what="head_summary_heatmap")

@@ -27,16 +27,11 @@ from analyses.redundancy.dropping import (
     one_shot_plan,
     random_plan,
 )
-from analyses.redundancy.evaluation import (
-    DropEvalConfig,
-    drop_curve,
-    make_evaluator,
-    organism_corpus_tokens,
-    speed_table,
-)
+from analyses.redundancy.evaluation import DropEvalConfig, drop_curve, make_evaluator, speed_table
 from analyses.redundancy.scores import HeComparison, ScoreConfig, he_comparison, similarity_scores
 from probes.models import LoadedModel
 from probes.tokens import Tokens, tokenize
+from saes.corpus import organism_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +94,7 @@ def calibration_tokens(loaded: LoadedModel, config: RedundancyConfig) -> Tokens:
     if loaded.name != "organism":
         raise ValueError(f"the redundancy study evaluates 'organism' or an encoder such as "
                          f"'minilm', not {loaded.name!r}")
-    return organism_corpus_tokens(config.eval.n_lm_rows, config.eval.seed, "calibration")
+    return organism_tokens("calibration", config.eval.seed, n_rows=config.eval.n_lm_rows)
 
 
 def _scores(loaded: LoadedModel, calib: Tokens, config: RedundancyConfig) -> pd.DataFrame:
@@ -189,6 +184,6 @@ def write_run(run, result: RedundancyResult, figures: bool = True) -> None:
         plans=[{"strategy": p.strategy, "mode": p.mode,
                 "order": [f"{s.module}{s.layer}" for s in p.steps]} for p in result.plans])
     if figures:
-        from analyses.figures.redundancy import report_html
+        from analyses.reports.redundancy import report_html
 
         atomic_write_text(run.path / "redundancy.html", report_html(result))

@@ -1,1 +1,2 @@
-"""Offline reports (self-contained HTML) written from analysis results."""
+"""Offline reports written from analysis results: ``page`` writes every page (self-contained
+HTML, Markdown); ``circuit`` and ``redundancy`` say what their page holds."""

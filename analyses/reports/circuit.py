@@ -4,7 +4,7 @@
 it runs :func:`analyses.causal.circuit.analyse_circuit` and writes, into a new run of the run store,
 
 - ``report.html``: plotly figures with plotly.js embedded once inline (no CDN, works
-  offline), tables as HTML;
+  offline), tables as HTML (written by :mod:`analyses.reports.page`);
 - ``report.md``: the same findings as Markdown tables (for PRs, CI logs);
 - tables ``patching`` and ``impairment`` (Parquet, schemas in :mod:`data.schemas`) and
   ``circuit_roles`` / ``circuit_sae_features`` when present.
@@ -12,21 +12,17 @@ it runs :func:`analyses.causal.circuit.analyse_circuit` and writes, into a new r
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from analyses.causal.circuit import CircuitAnalysis, CircuitConfig, analyse_circuit
 from analyses.figures import causal as figures
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}th{background:#f3f3f3}h2{margin-top:2em;border-bottom:1px solid #ddd}
-.note{color:#555}"""
+from analyses.reports import page as pages
 
 
-def _figures(a: CircuitAnalysis) -> list[tuple[str, object]]:
+def _figures(a: CircuitAnalysis) -> list[tuple[str, go.Figure]]:
     p = a.patching
     out = [
         ("Head outputs, denoising (layer x head)", figures.patching_heatmap(p, "z", "denoising")),
@@ -45,27 +41,6 @@ def _figures(a: CircuitAnalysis) -> list[tuple[str, object]]:
     return out
 
 
-def _fmt(df: pd.DataFrame) -> pd.DataFrame:
-    return df.round(4)
-
-
-def render_html(a: CircuitAnalysis) -> str:
-    """The report as one HTML document; plotly.js is inlined once, nothing is fetched."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>attnlab circuit "
-             f"report: {html.escape(a.config.task)}</title><style>{CSS}</style></head><body>",
-             f"<h1>Circuit report: {html.escape(a.model)} / {html.escape(a.config.task)}</h1>",
-             f"<p class='note'>{a.config.n} clean/corrupted pairs, seed {a.config.seed}; "
-             "effects on the normalised scale (0 = corrupted, 1 = clean).</p>"]
-    for title, df in _tables(a):
-        parts.append(f"<h2>{html.escape(title)}</h2>{_fmt(df).to_html(index=False)}")
-    parts.append(f"<p class='note'>SAEs: {html.escape(a.sae_note)}</p>")
-    for i, (title, fig) in enumerate(_figures(a)):
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
 def _tables(a: CircuitAnalysis) -> list[tuple[str, pd.DataFrame]]:
     out = [("Accuracy and logit difference", a.accuracy),
            (f"Top heads (attribution vs exact: r = {a.attribution_r:.3f})", a.top_heads),
@@ -78,22 +53,25 @@ def _tables(a: CircuitAnalysis) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (pandas' to_markdown needs the optional tabulate)."""
-    cells = [[str(c) for c in df.columns]]
-    cells += [[str(v) for v in row] for row in df.itertuples(index=False)]
-    rows = ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
-    return "\n".join([rows[0], "|" + "---|" * len(df.columns)] + rows[1:])
+def circuit_page(a: CircuitAnalysis, with_figures: bool = True) -> pages.Page:
+    """What the report shows: tables (rounded to 4 digits), the SAE note, then the figures."""
+    sections = [pages.Section(title, (pages.Table(df.round(4)),)) for title, df in _tables(a)]
+    sections.append(pages.Section("SAEs", (pages.Text(a.sae_note or "none"),)))
+    if with_figures:
+        sections += [pages.Section(title, (pages.Figure(fig),)) for title, fig in _figures(a)]
+    intro = pages.Text(f"{a.config.n} clean/corrupted pairs, seed {a.config.seed}. Effects "
+                       "are normalised (0 = corrupted run, 1 = clean run).", note=True)
+    return pages.Page(f"Circuit report: {a.model} / {a.config.task}", (intro,), tuple(sections))
+
+
+def render_html(a: CircuitAnalysis) -> str:
+    """The report as one HTML document; plotly.js is inlined once, nothing is fetched."""
+    return pages.render_html(circuit_page(a))
 
 
 def render_markdown(a: CircuitAnalysis) -> str:
-    lines = [f"# Circuit report: {a.model} / {a.config.task}", "",
-             f"{a.config.n} clean/corrupted pairs, seed {a.config.seed}. Effects are "
-             "normalised (0 = corrupted run, 1 = clean run).", ""]
-    for title, df in _tables(a):
-        lines += [f"## {title}", "", markdown_table(_fmt(df)), ""]
-    lines += ["## SAEs", "", a.sae_note or "none", ""]
-    return "\n".join(lines)
+    """The report's text and tables as Markdown (no figures, so none are drawn)."""
+    return pages.render_markdown(circuit_page(a, with_figures=False))
 
 
 def write_circuit_report(loaded, config: CircuitConfig, store, out: str | Path | None = None,

@@ -7,6 +7,7 @@ import streamlit as st
 
 from analyses.figures import probes as pf
 from dashboard import live, state
+from data.notation import head_label
 from probes.models import ModelNotAvailable
 
 st.title("Attention")
@@ -65,7 +66,7 @@ if "attn_live" in st.session_state:
         layer = c1.number_input("Layer", 0, n_layers - 1, 0, key="attn_layer")
         head = c2.number_input("Head", 0, n_heads - 1, 0, key="attn_head")
         frame = pf.pattern_frame(result.pattern[int(layer), int(head)], result.str_tokens)
-        title = f"{name}: layer {int(layer)} head {int(head)}"
+        title = f"{name}: {head_label(layer, head)}"
         st.plotly_chart(pf.attention_pattern_figure(frame, title=title), key="pattern")
 else:
     st.caption("Type a prompt and press *Show attention*: the model runs once on it "

@@ -1,5 +1,8 @@
 """Massive activations page: per-layer max/median, the table of massive values (token, dim),
-and their emergence over the organism's training with the fitted curve."""
+and their emergence over the organism's training with the fitted curve.
+
+The thresholds shown are the ones the chosen run used (its manifest), not fixed numbers:
+``attnlab probe --massive-abs/--massive-ratio`` and the demo (ratio 100) change them."""
 
 from __future__ import annotations
 
@@ -7,10 +10,28 @@ import streamlit as st
 
 from analyses.figures import probes as pf
 from dashboard import howto, readers, state
+from data.store import StoreError
+from probes.massive import MassiveConfig
+
+SUN = MassiveConfig()  # Sun et al. 2024's thresholds, the probe's defaults
+
+
+def thresholds_text(abs_threshold: float, ratio: float) -> str:
+    return f"|value| > {abs_threshold:g} and > {ratio:g}x the median"
+
+
+def run_thresholds(run_id: str) -> tuple[float, float] | None:
+    try:
+        return readers.massive_thresholds(run_id)
+    except StoreError:
+        return None
+
 
 st.title("Massive activations")
-st.caption("Residual-stream scalars with |value| > 100 and > 1000x the median |value| of their "
-           "hidden state (Sun et al. 2024); BERT-style models are read before the LayerNorm.")
+st.caption("Residual-stream scalars whose |value| passes both thresholds of the run: an "
+           "absolute one and a multiple of the median |value| of their hidden state (Sun et al. "
+           f"2024: {thresholds_text(SUN.abs_threshold, SUN.ratio_threshold)}); BERT-style "
+           "models are read before the LayerNorm.")
 
 st.header("Per-layer magnitudes")
 summary = state.load("massive_summary", key="massive_summary_run")
@@ -27,12 +48,17 @@ massive = None
 massive_run = state.choose_run("massive", key="massive_run")
 if massive_run is not None:
     massive = state.read(massive_run, "massive", allow_empty=True)
+    recorded = run_thresholds(massive_run)
+    used = recorded or (SUN.abs_threshold, SUN.ratio_threshold)
+    st.caption(f"Thresholds of this run: {thresholds_text(*used)}." if recorded else
+               "This run's manifest does not record its thresholds; the probe's defaults "
+               f"({thresholds_text(*used)}) are assumed.")
 if massive is not None and massive.df.empty:
-    st.info("No residual-stream value passed both thresholds (|value| > 100 and > 1000x the "
-            "median, Sun et al.'s defaults) in this run; the per-layer top-1/median ratio above "
-            "shows how close the model comes (MiniLM: ~570x). Lower the ratio threshold:")
-    st.code(f"attnlab probe --model {massive.model or 'minilm'} --massive-ratio 200",
-            language="bash")
+    st.info(f"No residual-stream value passed both thresholds ({thresholds_text(*used)}) in "
+            "this run; the per-layer top-1/median ratio above shows how close the model comes "
+            "(MiniLM: ~570x). Lower the ratio threshold:")
+    st.code(f"attnlab probe --model {massive.model or 'minilm'} --massive-ratio "
+            f"{used[1] / 5:g}", language="bash")
 elif massive is not None:
     st.plotly_chart(pf.massive_dims_figure(massive.df), key="massive_dims")
     st.subheader("Which dims and tokens carry them")

@@ -139,6 +139,19 @@ def test_massive_page_with_no_massive_values(tmp_path, monkeypatch):
     assert "No residual-stream value passed both thresholds" in at.info[0].value
 
 
+def test_massive_page_shows_the_thresholds_the_run_used(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs")
+    with store.start_run(command="probe", model="minilm",
+                         config={"massive_abs": 50.0, "massive_ratio": 300.0}) as run:
+        run.write_table("massive", massive_table().iloc[:0])
+        run.write_table("massive_summary", massive_summary_table())
+    at = open_page(store.root, "views/massive.py", monkeypatch)
+    assert_clean(at)
+    assert "|value| > 50 and > 300x the median" in at.info[0].value
+    assert "Thresholds of this run: |value| > 50 and > 300x" in markdown_text(at)
+    assert "--massive-ratio 60" in "\n".join(c.value for c in at.code)
+
+
 def test_sae_page_feature_views(store_root, monkeypatch):
     at = open_page(store_root, "views/sae_features.py", monkeypatch)
     assert_clean(at)

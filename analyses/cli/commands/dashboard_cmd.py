@@ -1,8 +1,12 @@
 """`attnlab dashboard`: start the Streamlit dashboard on the run store (127.0.0.1 by default).
 
-The dashboard sits above ``analyses`` in the layering, so this command only *locates*
-``dashboard/app.py`` (``importlib.util.find_spec``, no import) and runs
-``python -m streamlit run`` on it in a subprocess, passing the run store as $ATTNLAB_RUNS.
+Serves the dashboard (runs, attention, massive activations, SAE features, redundancy,
+circuits) at http://HOST:PORT, bound to 127.0.0.1 unless --host says otherwise; Ctrl-C stops
+it. The dashboard sits above `analyses` in the layering, so this command only locates
+`dashboard/app.py` (no import) and runs `python -m streamlit run` on it in a subprocess,
+passing the run store as $ATTNLAB_RUNS.
+
+    attnlab dashboard --runs-dir runs --port 8501
 """
 
 from __future__ import annotations
@@ -10,21 +14,18 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from analyses.cli.options import add_command
+
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "dashboard", parents=[common], help="open the Streamlit dashboard on the run store",
-        description="Serve the dashboard (runs, attention, massive activations, SAE features, "
-        "redundancy, circuits) at http://HOST:PORT; bound to 127.0.0.1 unless --host says "
-        "otherwise. Stop it with Ctrl-C.",
-    )
+    p = add_command(sub, common, "dashboard", run,
+                    "open the Streamlit dashboard on the run store", __doc__)
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8501)")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    p.set_defaults(func=run)
 
 
 def app_path() -> Path:

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import time
 
+from analyses.cli.options import add_command
+
 SIZES = ("default sample sizes keep the whole demo under a minute (measured 44 s wall, 40 s "
          "CPU on a busy 2-core machine, about 10 s of it imports and model loading): probes "
          "~12 s, redundancy ~15 s, circuits ~9 s, sae ~3 s")
+HELP = "fill every dashboard page: probes, redundancy, circuit report, SAE features (~1 min)"
+DESCRIPTION = (
+    "Run every analysis on a small sample and write one run per dashboard page: MiniLM probes "
+    "(entropy, massive activations, head norms) over the built-in sentences; the organism's "
+    "redundancy study, IOI circuit report and shipped-SAE feature tables. "
+    f"The {SIZES}; larger samples: the individual commands (attnlab probe / redundancy / "
+    "report circuit / sae features). Heads are printed as L1H2.")
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "demo", parents=[common],
-        help="fill every dashboard page: probes, redundancy, circuit report, SAE features (~1 min)",
-        description="Run every analysis on a small sample and write one run per dashboard page: "
-        "MiniLM probes (entropy, massive activations, head norms) over the built-in sentences; "
-        "the organism's redundancy study, IOI circuit report and shipped-SAE feature tables. "
-        f"The {SIZES}; larger samples: the individual commands (attnlab probe / redundancy / "
-        "report circuit / sae features).",
-    )
+    p = add_command(sub, common, "demo", run, HELP, DESCRIPTION)
     p.add_argument("--only", default="probes,redundancy,circuits,sae",
                    help="comma-separated stages: probes,redundancy,circuits,sae (default: all)")
     p.add_argument("--quick", action="store_true",
@@ -51,7 +52,6 @@ def register(sub, common) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the demo's models are small, and on a "
                    "shared 2-core machine 2 threads measured 3.5x more CPU and wall time)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from analyses.cli.options import add_command
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "models", parents=[common], help="list models and whether each can load here",
-        description="List attnlab's models and whether each can load on this machine "
-        "(checks files and caches only; loads no weights, touches no network).",
-    )
-    p.set_defaults(func=run)
+    add_command(sub, common, "models", run, "list models and whether each can load here",
+                "List attnlab's models and whether each can load on this machine (checks "
+                "files and caches only; loads no weights, touches no network).")
 
 
 def run(args) -> int:

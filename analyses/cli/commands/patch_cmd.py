@@ -4,76 +4,93 @@
     attnlab patch --model organism --task ioi --component resid_pre --per-position --method noising
     attnlab patch --model organism --task ioi --component z --method attribution
     attnlab patch --model organism --task ioi --component path --receivers logits
+    attnlab patch --model organism --task ioi --component path --receivers L2H0q,L2H1kv
     attnlab patch --model minilm --component z \\
         --clean "The cat sat on the mat." --corrupted "The dog sat on the mat."
-    attnlab ablate --model organism --task recall --heads 0.2,1.3 --method mean
+    attnlab ablate --model organism --task recall --heads L0H2,L1H3 --method mean
     attnlab ablate --model organism --impairment --k 3
+
+Heads are typed as ``L1H2`` or ``1.2`` (docs/GLOSSARY.md) and printed as ``L1H2``.
 """
 
 from __future__ import annotations
 
+import re
+
+from analyses.cli.options import HEADS_HELP, add_command, add_model, add_sample, add_task
+
 COMPONENTS = ("z", "resid_pre", "resid_mid", "attn_out", "mlp_out", "q", "k", "v", "pattern",
               "path")
 METHODS = ("denoising", "noising", "attribution", "attribution-noising")
+RECEIVERS_HELP = ("path patching receivers: 'logits', or comma-separated heads (L<layer>H<head> "
+                  "or <layer>.<head>), each followed by the inputs that receive (q, k, v; "
+                  "default all), e.g. 'L3H1q,L3H2' or '3.1q,3.2'")
+PATCH_HELP = "activation / attribution / path patching sweep"
+PATCH_DESCRIPTION = (
+    "Patch every component of one kind (clean <-> corrupted) and save the effects as a "
+    "`patching` table in a new run. Metric: the task's logit difference (decoders) or the "
+    "sentence-embedding cosine (encoders, --clean/--corrupted).")
+ABLATE_HELP = "ablate heads/sublayers; selective impairment"
+ABLATE_DESCRIPTION = (
+    "Zero/mean/resample-ablate heads and sublayers and report accuracy on every task, or "
+    "(--impairment) ablate the top recall and reasoning heads found by patching next to random "
+    "head sets of the same size.")
+#: A receiver: a head, then optionally the inputs that receive, as ``q``/``kv`` or ``(kv)``.
+_RECEIVER = re.compile(r"^(?P<head>.+?)(?:\((?P<paren>[qkv]+)\)|(?P<inputs>[qkv]*))$")
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "patch", parents=[common], help="activation / attribution / path patching sweep",
-        description="Patch every component of one kind (clean <-> corrupted) and save the "
-        "effects as a `patching` table in a new run. Metric: the task's logit difference "
-        "(decoders) or the sentence-embedding cosine (encoders, --clean/--corrupted).",
-    )
-    p.add_argument("--model", default="organism")
-    p.add_argument("--task", default="ioi", help="data.tasks task (decoders)")
+    p = add_command(sub, common, "patch", run, PATCH_HELP, PATCH_DESCRIPTION)
+    add_model(p)
+    add_task(p)
     p.add_argument("--component", default="z", choices=COMPONENTS,
                    help="z = each head's output; path = head->receiver path patching")
     p.add_argument("--per-position", action="store_true", help="also split by position")
     p.add_argument("--method", default="denoising", choices=METHODS,
                    help="attribution* also runs the exact sweep and reports the correlation")
-    p.add_argument("--receivers", default="logits",
-                   help="path patching receivers: 'logits' or heads 'L.H[qkv]', e.g. '3.1q,3.2'")
+    p.add_argument("--receivers", default="logits", help=RECEIVERS_HELP)
     p.add_argument("--layers", default=None, help="comma-separated layers (default all)")
-    p.add_argument("--n", type=int, default=64, help="prompt pairs")
-    p.add_argument("--seed", type=int, default=0)
+    add_sample(p, "prompt pairs")
     p.add_argument("--clean", action="append", help="encoder: a clean sentence (repeatable)")
     p.add_argument("--corrupted", action="append", help="encoder: its corrupted twin")
     p.add_argument("--top", type=int, default=10, help="rows to print")
-    p.set_defaults(func=run)
 
-    a = sub.add_parser(
-        "ablate", parents=[common], help="ablate heads/sublayers; selective impairment",
-        description="Zero/mean/resample-ablate heads and sublayers and report accuracy on "
-        "every task, or (--impairment) ablate the top recall and reasoning heads found by "
-        "patching next to random head sets of the same size.",
-    )
-    a.add_argument("--model", default="organism")
-    a.add_argument("--task", default=None, help="only this task (default: every task)")
-    a.add_argument("--heads", default="", help="heads 'L.H,L.H'")
-    a.add_argument("--sublayers", default="", help="sublayers 'attn1,mlp2'")
+    a = add_command(sub, common, "ablate", run_ablate, ABLATE_HELP, ABLATE_DESCRIPTION)
+    add_model(a)
+    add_task(a, None, "only this task (default: every task)")
+    a.add_argument("--heads", default="", help=HEADS_HELP)
+    a.add_argument("--sublayers", default="", help="comma-separated sublayers, e.g. attn1,mlp2")
     a.add_argument("--method", default="mean", choices=("zero", "mean", "resample"))
     a.add_argument("--impairment", action="store_true", help="selective-impairment experiment")
     a.add_argument("--k", type=int, default=3, help="impairment: heads per set")
     a.add_argument("--n-random", type=int, default=5, help="impairment: random sets")
-    a.add_argument("--n", type=int, default=64)
-    a.add_argument("--seed", type=int, default=0)
-    a.set_defaults(func=run_ablate)
+    add_sample(a, "task items per task")
 
 
 def parse_receivers(text: str):
+    """Receivers of ``--receivers``: () for 'logits', else one Receiver per head.
+
+    A head is ``L3H1`` or ``3.1``; the inputs that receive follow it (``L3H1q``, ``3.1kv``,
+    ``L3H1(q)`` as the receivers are printed), all of q, k, v when none is given.
+    """
     from analyses.causal.path_patching import Receiver
+    from data.notation import parse_head
 
     if text.strip() == "logits":
         return ()
-    out = []
+    out, seen = [], set()
     for item in filter(None, (s.strip() for s in text.split(","))):
-        body = item.rstrip("qkv")
-        inputs = tuple(item[len(body):]) or ("q", "k", "v")
+        m = _RECEIVER.match(item)
         try:
-            layer, head = (int(x) for x in body.split("."))
+            head = parse_head(m["head"])
         except ValueError:
-            raise ValueError(f"receiver {item!r}: write 'logits' or 'LAYER.HEAD[qkv]'") from None
-        out.append(Receiver(layer, head, inputs))
+            raise ValueError(f"receiver {item!r}: write 'logits' or heads as LAYER.HEAD[qkv] "
+                             "or L<layer>H<head>[qkv], e.g. '3.1q,3.2' or 'L3H1q,L3H2'") from None
+        if head in seen:
+            raise ValueError(f"receiver {head.label} is listed twice in {text!r}")
+        seen.add(head)
+        inputs = tuple(dict.fromkeys(m["paren"] or m["inputs"] or "qkv"))
+        out.append(Receiver(head.layer, head.head, inputs))
     return tuple(out)
 
 
@@ -124,9 +141,11 @@ def run(args) -> int:
         run_.write_table("patching", table)
         if note:
             run_.update_manifest(note=note)
+    from analyses.figures.labels import with_head_column
+
     top = table.reindex(table.normalized_effect.abs().sort_values(ascending=False).index)
     cols = ["component", "layer", "head", "position", "method", "effect", "normalized_effect"]
-    print(top[cols].head(args.top).round(4).to_string(index=False))
+    print(with_head_column(top[cols].head(args.top).round(4)).to_string(index=False))
     if note:
         print(note)
     print(f"run {run_.run_id}: {len(table)} rows in table 'patching' ({run_.path})")
@@ -134,16 +153,22 @@ def run(args) -> int:
 
 
 def _components(args):
+    """The heads (L1H2 or 1.2) and sublayers (attn1, mlp2) to ablate; a repeat is an error."""
     from analyses.causal.ablation import Component
+    from data.notation import SUBLAYERS, parse_heads
 
-    comps = [Component("head", *(int(x) for x in h.split(".")))
-             for h in filter(None, args.heads.split(","))]
-    for s in filter(None, args.sublayers.split(",")):
+    comps = [Component("head", h.layer, h.head) for h in parse_heads(args.heads)]
+    for s in filter(None, (x.strip() for x in args.sublayers.split(","))):
         kind = s.rstrip("0123456789")
-        comps.append(Component(kind, int(s[len(kind):])))
+        if kind not in SUBLAYERS or kind == s:
+            raise ValueError(f"sublayer {s!r}: write attn<layer> or mlp<layer>, e.g. attn1,mlp2")
+        comp = Component(kind, int(s[len(kind):]))
+        if comp in comps:
+            raise ValueError(f"sublayer {comp.label()} is listed twice in {args.sublayers!r}")
+        comps.append(comp)
     if not comps:
-        raise ValueError("nothing to ablate: give --heads L.H,... and/or --sublayers attn1,mlp2, "
-                         "or --impairment")
+        raise ValueError("nothing to ablate: give --heads L0H1,... and/or --sublayers "
+                         "attn1,mlp2, or --impairment")
     return comps
 
 

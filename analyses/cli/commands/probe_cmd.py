@@ -1,19 +1,22 @@
 """`attnlab probe`: entropy / massive activations / head norms over a prompt set, as one run.
 
+Streams the prompts through a model once and writes one Parquet table per statistic
+(entropy, massive, massive_summary, head_norms) to a new run; the thresholds go into its
+manifest (the dashboard shows them). Heads are printed as L1H2.
+
     attnlab probe --model minilm --prompts builtin --what entropy,massive,norms
     attnlab probe --model organism --prompts prompts.txt --what entropy --collapse-threshold 0.2
 """
 
 from __future__ import annotations
 
+from analyses.cli.options import add_command, add_model
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "probe", parents=[common], help="attention entropy, massive activations, head norms",
-        description="Stream prompts through a model once and write one Parquet table per "
-        "statistic (entropy, massive, massive_summary, head_norms) to a new run.",
-    )
-    p.add_argument("--model", default="minilm", help="minilm | organism | a TransformerLens name")
+    p = add_command(sub, common, "probe", run,
+                    "attention entropy, massive activations, head norms", __doc__)
+    add_model(p, default="minilm")
     p.add_argument("--prompts", default="builtin",
                    help="'builtin' (the built-in sentences) or a text file, one prompt per line")
     p.add_argument("--what", default="entropy,massive,norms",
@@ -27,7 +30,6 @@ def register(sub, common) -> None:
                    help="and above this many times the sequence's median |h| (Sun et al.: 1000)")
     p.add_argument("--no-weight-bound", action="store_true",
                    help="skip the weight-based (spectral norm) entropy bound")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
@@ -71,10 +73,13 @@ def run(args) -> int:
 
 
 def _summary(tables, massive_carriers) -> None:
+    from data.notation import head_label
+
     ent = tables.get("entropy")
     if ent is not None:
         norm = ent[ent["stat"] == "norm_mean"].sort_values("value").head(3)
-        heads = ", ".join(f"L{r.layer}H{r.head} {r.value:.3f}" for r in norm.itertuples())
+        heads = ", ".join(f"{head_label(r.layer, r.head)} {r.value:.3f}"
+                          for r in norm.itertuples())
         n_coll = int(ent[ent["stat"] == "collapsed"]["value"].sum())
         viol = int(ent[ent["stat"] == "bound_violations"]["value"].sum())
         print(f"  entropy: lowest normalised {heads}; {n_coll} head(s) collapsed; "
@@ -95,4 +100,4 @@ def _summary(tables, massive_carriers) -> None:
     if norms is not None:
         top = norms[(norms["stat"] == "mean") & (norms["head"] >= 0)].nlargest(3, "value")
         print("  largest mean head output norm: " + ", ".join(
-            f"L{r.layer}H{r.head} {r.value:.2f}" for r in top.itertuples()))
+            f"{head_label(r.layer, r.head)} {r.value:.2f}" for r in top.itertuples()))

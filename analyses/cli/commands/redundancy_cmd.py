@@ -1,28 +1,26 @@
 """`attnlab redundancy`: He et al. similarity scores, layer dropping, speedup, head importance.
 
+Scores every attention / MLP sublayer and block by 1 - cos(input, output) (He et al. 2024),
+drops the most redundant ones (the computation is skipped), and measures task performance and
+wall-time speedup after each drop against a random-drop baseline. Writes a run with tables
+`redundancy`, `drop_curve`, `speedup` (and `head_importance` with --heads), the He et al.
+comparison in the manifest, and `redundancy.html` (the report's figures).
+
     attnlab redundancy --model organism --strategy joint --max-drop 6 --iterative --heads
     attnlab redundancy --model minilm --strategy all
-
-Writes a run with tables ``redundancy``, ``drop_curve``, ``speedup`` (and ``head_importance``
-with --heads), the He et al. comparison in the manifest, and ``redundancy.html`` (figures).
 """
 
 from __future__ import annotations
 
+from analyses.cli.options import add_command, add_model
+
 STRATEGY_CHOICES = ("attn", "mlp", "block", "joint", "all")
+HELP = "layer redundancy (He et al. 2024): scores, drop curves, speedup, head importance"
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "redundancy", parents=[common],
-        help="layer redundancy (He et al. 2024): scores, drop curves, speedup, head importance",
-        description=(
-            "Score every attention / MLP sublayer and block by 1 - cos(input, output) "
-            "(He et al. 2024), drop the most redundant ones (the computation is skipped), and "
-            "measure task performance and wall-time speedup after each drop against a "
-            "random-drop baseline."),
-    )
-    p.add_argument("--model", required=True, help="'organism' or 'minilm'")
+    p = add_command(sub, common, "redundancy", run, HELP, __doc__)
+    add_model(p, default=None, help="'organism' or 'minilm'")
     p.add_argument("--strategy", default="joint", choices=STRATEGY_CHOICES,
                    help="attn | mlp | block | joint (attention and MLP ranked together) | all")
     p.add_argument("--max-drop", type=int, default=None,
@@ -39,7 +37,6 @@ def register(sub, common) -> None:
     p.add_argument("--head-items", type=int, default=32,
                    help="organism task items per task for --heads")
     p.add_argument("--no-figures", action="store_true", help="skip redundancy.html")
-    p.set_defaults(func=run)
 
 
 def _config(args):

@@ -1,34 +1,35 @@
 """`attnlab report circuit`: a self-contained HTML + Markdown circuit report in a new run.
 
+The report holds patching heatmaps, attribution vs exact, the top heads, path-patching roles
+(IOI: name movers, S-inhibition, induction), the selective-impairment ablation table and the
+SAE features of the top heads, as one HTML file that works offline plus a Markdown summary.
+Heads are printed as L1H2.
+
     attnlab report circuit --model organism --task ioi
     attnlab report circuit --model organism --task recall --n 128 --out reports/
 """
 
 from __future__ import annotations
 
+from analyses.cli.options import add_command, add_model, add_sample, add_task
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "report", parents=[common], help="write an offline HTML + Markdown report",
-        description="Reports. `circuit`: patching heatmaps, attribution vs exact, top heads, "
-        "path-patching roles (IOI: name movers, S-inhibition, induction), the "
-        "selective-impairment ablation table and SAE features of the top heads, as one "
-        "self-contained HTML file (works offline) plus a Markdown summary.",
-    )
+    p = add_command(sub, common, "report", run, "write an offline HTML + Markdown report",
+                    __doc__)
     p.add_argument("kind", choices=("circuit",), help="report kind")
-    p.add_argument("--model", default="organism")
-    p.add_argument("--task", default="ioi")
-    p.add_argument("--n", type=int, default=64, help="prompt pairs")
-    p.add_argument("--seed", type=int, default=0)
+    add_model(p)
+    add_task(p)
+    add_sample(p, "prompt pairs")
     p.add_argument("--top-k", type=int, default=3, help="heads per role / ablated set")
     p.add_argument("--n-random", type=int, default=5, help="random head sets (ablation)")
     p.add_argument("--ablation", default="mean", choices=("zero", "mean", "resample"))
     p.add_argument("--out", default=None, help="also copy report.html/report.md to this folder")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from analyses.causal.circuit import CircuitConfig
+    from analyses.figures.labels import with_head_column
     from analyses.reports.circuit import write_circuit_report
     from data.store import RunStore
     from probes.models import load_model
@@ -39,7 +40,7 @@ def run(args) -> int:
     run_, analysis = write_circuit_report(loaded, config, RunStore(args.runs_dir), out=args.out)
     print(analysis.accuracy.round(4).to_string(index=False))
     print(f"top heads (attribution vs exact r = {analysis.attribution_r:.3f}):")
-    print(analysis.top_heads.round(4).to_string(index=False))
+    print(with_head_column(analysis.top_heads.round(4)).to_string(index=False))
     print(f"report: {run_.path / 'report.html'} and report.md (run {run_.run_id})")
     if args.out:
         print(f"copied to {args.out}")

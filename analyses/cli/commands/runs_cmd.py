@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from analyses.cli.options import add_command
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "runs", parents=[common], help="list the runs in the run store",
-        description="List runs (id, command, model, status, tables), newest first.",
-    )
+    p = add_command(sub, common, "runs", run, "list the runs in the run store",
+                    "List runs (id, command, model, status, tables), newest first.")
     p.add_argument("--show", metavar="RUN_ID", help="print one run's manifest")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

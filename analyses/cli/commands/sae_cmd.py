@@ -14,19 +14,25 @@ writes the feature tables (`sae_feature_examples`, `sae_feature_hist`, `sae_feat
 
 from __future__ import annotations
 
+from analyses.cli.options import add_command, add_model
+
 SAE_HELP = "'shipped', a path to an SAE folder, or sae_lens:<release>/<sae_id>"
 
 
-def _model_layer(p) -> None:
-    p.add_argument("--model", default="minilm", help="minilm | organism | a TransformerLens name")
+def _sae_command(sp, common, name: str, func, help: str, description: str, sae: bool = True):
+    """A subcommand on one model layer's hook_z: --model, --layer and (``sae``) --sae."""
+    p = add_command(sp, common, name, func, help, description)
+    add_model(p, default="minilm")
     p.add_argument("--layer", type=int, required=True, help="attention layer (hook_z)")
+    if sae:
+        p.add_argument("--sae", default="shipped", help=SAE_HELP)
+    return p
 
 
 def _add_train(sp, common) -> None:
-    p = sp.add_parser("train", parents=[common], help="train an SAE on one layer's hook_z",
-                      description="Train a TopK / JumpReLU / standard (ReLU+L1) SAE with "
-                      "SAE-Lens on blocks.L.attn.hook_z; resumes from --out if interrupted.")
-    _model_layer(p)
+    p = _sae_command(sp, common, "train", run_train, "train an SAE on one layer's hook_z",
+                     "Train a TopK / JumpReLU / standard (ReLU+L1) SAE with SAE-Lens on "
+                     "blocks.L.attn.hook_z; resumes from --out if interrupted.", sae=False)
     p.add_argument("--arch", default="topk", choices=["topk", "jumprelu", "standard"])
     p.add_argument("--d-sae", type=int, default=2048, help="dictionary size")
     p.add_argument("--k", type=int, default=32, help="TopK: active features per token")
@@ -45,30 +51,24 @@ def _add_train(sp, common) -> None:
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-tokens", type=int, default=20_000)
-    p.set_defaults(func=run_train)
 
 
 def _add_eval(sp, common) -> None:
-    p = sp.add_parser("eval", parents=[common], help="evaluate an SAE (L0, EV, CE recovered)",
-                      description="L0, explained variance, dead/dense features, and CE loss "
-                      "recovered (decoders) or embedding cosine (MiniLM) on held-out tokens.")
-    _model_layer(p)
-    p.add_argument("--sae", default="shipped", help=SAE_HELP)
+    p = _sae_command(sp, common, "eval", run_eval, "evaluate an SAE (L0, EV, CE recovered)",
+                     "L0, explained variance, dead/dense features, and CE loss recovered "
+                     "(decoders) or embedding cosine (MiniLM) on held-out tokens.")
     p.add_argument("--eval-tokens", type=int, default=20_000)
-    p.set_defaults(func=run_eval)
 
 
 def _add_features(sp, common) -> None:
-    p = sp.add_parser("features", parents=[common], help="feature tables (examples, DFA, logits)",
-                      description="Top examples, activation histograms, DFA by head, logit "
-                      "effects, and the per-head polysemanticity summary, as run tables.")
-    _model_layer(p)
-    p.add_argument("--sae", default="shipped", help=SAE_HELP)
+    p = _sae_command(sp, common, "features", run_features,
+                     "feature tables (examples, DFA, logits)",
+                     "Top examples, activation histograms, DFA by head, logit effects, and the "
+                     "per-head polysemanticity summary (heads printed as L1H2), as run tables.")
     p.add_argument("--tokens", type=int, default=20_000, help="tokens to scan")
     p.add_argument("--top", type=int, default=10, help="examples / logit tokens per feature")
     p.add_argument("--bins", type=int, default=20, help="histogram bins")
     p.add_argument("--features", default=None, help="comma-separated indices (default: all)")
-    p.set_defaults(func=run_features)
 
 
 def register(sub, common) -> None:
@@ -79,13 +79,11 @@ def register(sub, common) -> None:
     _add_train(sp, common)
     _add_eval(sp, common)
     _add_features(sp, common)
-    q = sp.add_parser("list", parents=[common], help="list the shipped SAEs")
-    q.set_defaults(func=run_list)
-    s = sp.add_parser("ship", parents=[common], help="retrain the shipped SAEs (data/saes)",
-                      description="Retrain the SAEs of data/saes/recipe.json and overwrite them.")
+    add_command(sp, common, "list", run_list, "list the shipped SAEs")
+    s = add_command(sp, common, "ship", run_ship, "retrain the shipped SAEs (data/saes)",
+                    "Retrain the SAEs of data/saes/recipe.json and overwrite them.")
     s.add_argument("--model", default=None, help="only this model (default: all in the recipe)")
     s.add_argument("--layers", default=None, help="comma-separated layers (default: recipe)")
-    s.set_defaults(func=run_ship)
 
 
 def _load(args):
@@ -166,17 +164,10 @@ def run_eval(args) -> int:
     return 0
 
 
-FEATURE_TABLES = {
-    "top_examples": "sae_feature_examples", "histogram": "sae_feature_hist",
-    "dfa_heads": "sae_feature_heads", "logit_effects": "sae_logit_effects",
-    "head_summary": "sae_head_summary", "head_features": "sae_head_features",
-}
-
-
 def run_features(args) -> int:
     from data.store import RunStore
     from saes.corpus import corpus_tokens
-    from saes.features import feature_tables
+    from saes.features import FEATURE_TABLES, feature_tables
     from saes.io import resolve_sae
 
     feats = None
@@ -198,8 +189,18 @@ def run_features(args) -> int:
     n_feat = ft.dfa_heads.feature.nunique()
     print(f"{n_feat} features over {int(tokens.attention_mask.sum())} tokens -> run "
           f"{run.run_id}")
-    print(ft.head_summary.pivot(index="head", columns="stat", values="value").to_string())
+    print(head_summary_text(ft.head_summary))
     return 0
+
+
+def head_summary_text(summary) -> str:
+    """The per-head summary as text: one row per head (``L1H2``), one column per stat."""
+    from data.notation import head_label
+
+    grid = summary.pivot(index=["layer", "head"], columns="stat", values="value")
+    grid.index = [head_label(la, h) for la, h in grid.index]
+    grid.index.name = "head"
+    return grid.to_string()
 
 
 def run_list(args) -> int:

@@ -21,6 +21,13 @@ def test_parse_receivers():
         parse_receivers("3.x")
 
 
+def test_parse_receivers_takes_both_head_notations_and_refuses_repeats():
+    assert parse_receivers("L3H1q,L2H0") == parse_receivers("3.1q,2.0")
+    assert parse_receivers("L2H1(kv)") == (Receiver(2, 1, ("k", "v")),)
+    with pytest.raises(ValueError, match="listed twice"):
+        parse_receivers("L2H0q,2.0k")
+
+
 def test_abc_pair_replaces_both_subject_tokens():
     # BOS=0; names are 10..19; "9 A 7 B 8 S 6 S 5" style rows: S = 12 / 14 repeated
     clean = torch.tensor([[0, 11, 7, 12, 8, 12, 5], [0, 14, 7, 13, 8, 14, 5]])

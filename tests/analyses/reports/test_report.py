@@ -11,7 +11,8 @@ import torch
 from analyses.causal.circuit import CircuitAnalysis, CircuitConfig, top_head_table
 from analyses.causal.impairment import ImpairmentResult
 from analyses.figures import causal as figures
-from analyses.reports.circuit import markdown_table, render_html, render_markdown
+from analyses.reports.circuit import render_html, render_markdown
+from analyses.reports.page import markdown_table
 
 
 def sweep(method, scale=1.0, component="z", n_layers=2, n_heads=3):

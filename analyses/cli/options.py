@@ -1,0 +1,57 @@
+"""Options several ``attnlab`` commands share, declared once: their names, defaults and help.
+
+A command module builds its parser from these (``add_command`` + ``add_model`` ...) so that
+``--model``, ``--task``, ``--n``/``--seed`` and head lists read the same in every command, and
+heads are typed in either notation (``L1H2`` or ``1.2``, :mod:`data.notation`).
+
+    p = add_command(sub, common, "patch", run, "activation patching sweep", DESCRIPTION)
+    add_model(p, default="organism")
+    add_task(p)
+    add_sample(p, "prompt pairs")
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+MODEL_HELP = "minilm | organism | a TransformerLens model name"
+HEADS_HELP = ("comma-separated heads, each L<layer>H<head> or <layer>.<head> "
+              "(e.g. L0H1,1.3); a head listed twice is an error")
+
+
+def add_command(sub, common: argparse.ArgumentParser | None, name: str,
+                func: Callable[[argparse.Namespace], int], help: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` (with the common ``--runs-dir``/``--device`` unless ``common``
+    is None) whose ``func(args)`` does the work.
+
+    ``description`` (default: ``help``) is what ``attnlab NAME --help`` shows above the
+    options: a one-paragraph text is wrapped; one with line breaks (a command module's
+    docstring, examples included) is shown as written.
+    """
+    description = description or help
+    formatter = (argparse.RawDescriptionHelpFormatter if "\n" in description.strip()
+                 else argparse.HelpFormatter)
+    p = sub.add_parser(name, parents=[common] if common is not None else [], help=help,
+                       description=description, formatter_class=formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_model(p: argparse.ArgumentParser, default: str | None = "organism",
+              help: str = MODEL_HELP) -> None:
+    """``--model`` (required when ``default`` is None)."""
+    p.add_argument("--model", default=default, required=default is None, help=help)
+
+
+def add_task(p: argparse.ArgumentParser, default: str | None = "ioi",
+             help: str = "data.tasks task (decoders)") -> None:
+    """``--task``: the name of a :mod:`data.tasks` task."""
+    p.add_argument("--task", default=default, help=help)
+
+
+def add_sample(p: argparse.ArgumentParser, what: str = "prompt pairs", n: int = 64) -> None:
+    """``--n`` (how many task items) and ``--seed`` (which ones)."""
+    p.add_argument("--n", type=int, default=n, help=f"{what} (default {n})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled items (default 0)")
