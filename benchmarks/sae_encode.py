@@ -1,6 +1,6 @@
 """Benchmark the fused SAE encode kernels against cuBLAS, eager SAE-Lens and torch.compile.
 
-    python benchmarks/sae_encode.py                       # DESIGN.md §6 shape + a larger one
+    python benchmarks/sae_encode.py                       # GPT-2-small hook_z shape + a larger one
     python benchmarks/sae_encode.py --shapes 4096x768x24576 --k 32 --dtype bf16
 
 For each shape (n x d_in -> d_sae) it times, on one GPU with `triton.testing.do_bench`:

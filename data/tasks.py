@@ -11,7 +11,7 @@ tokens are plain ``(batch, pos)`` tensors (``batch`` = the ``n`` items) with no 
 one (``last_pos`` holds it per item, all equal to ``pos - 1``, for code that wants to be
 general).
 
-Metrics (DESIGN §8): :func:`logit_diff` = logit(answer) - logit(corrupted answer) at
+Metrics (docs/METHODS.md §4): :func:`logit_diff` = logit(answer) - logit(corrupted answer) at
 ``last_pos`` (positive on clean runs of a working model, negative on corrupted ones);
 :func:`accuracy` = top-1 accuracy on the clean answer.
 

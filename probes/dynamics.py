@@ -11,7 +11,7 @@ the entropy and massive-activation accumulators. The dynamics table then holds e
 - ``massive_ratio`` (per layer): ``massive_summary``'s ``ratio``, the mean over sequences of
   top-1 / median |resid_post| (Sun et al. 2024's ratio; "Hidden Dynamics"' r(t));
 - ``entropy`` (per layer, head): the entropy probe's ``mean``, the mean attention entropy over
-  real query positions (DESIGN §4).
+  real query positions (docs/METHODS.md §1).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
     res.impl, res.reason              # which path ran ("triton" | "torch" | "sae_lens") and why
 
 Why not just `sae.encode`: SAE-Lens computes the dense pre-activation matrix and then runs
-bias, threshold and `torch.topk` as separate passes (DESIGN.md §6); the Triton kernels in
+bias, threshold and `torch.topk` as separate passes; the Triton kernels in
 `saes.kernels` fuse them. The math is SAE-Lens' own (see `saes.reference`), and SAE
 configurations the kernels do not cover (input normalisation, decoder-norm rescaling, hooks
 attached to the SAE, other architectures) are passed to `sae.encode` itself, reason recorded.

@@ -3,10 +3,10 @@
     ev = evaluate_sae(loaded, sae, layer, tokens)     # SAEEval; ev.to_frame() is tidy
     with splice(loaded.model, layer, sae): ...        # z := SAE reconstruction of z
 
-Metrics (DESIGN.md §5), over real (non-padding) tokens:
+Metrics (docs/METHODS.md §5), over real (non-padding) tokens:
 - L0: mean number of active features per token;
 - explained variance 1 - sum||x - x_hat||^2 / sum||x - mean(x)||^2 (against the mean, not
-  zero: DESIGN §11);
+  zero);
 - dead features (never fired on these tokens) and dense ones (fire on > 10% of them);
 - decoders: next-token CE loss clean, with the SAE spliced into hook_z, and with the whole
   attention layer zero-ablated (z := 0 for every head), and

@@ -9,7 +9,7 @@
 
 `dfa_heads.value` is the mean DFA term of the head (Kissane et al. 2024) over the tokens
 where the feature is active; `share` = value / sum over heads (the heads' shares sum to 1);
-`weight_share` = ||W_dec[f, h-slice]|| / sum_h' ||W_dec[f, h'-slice]|| (DESIGN §5).
+`weight_share` = ||W_dec[f, h-slice]|| / sum_h' ||W_dec[f, h'-slice]|| (docs/METHODS.md §5).
 Logit effect (decoders only): the feature's decoder direction written through W_O of each
 head and read by the unembedding (through the final LayerNorm's centring and weight; its
 scale is per-token and left out), as in the paper's direct logit attribution of features.

@@ -9,7 +9,7 @@ Public wrappers (same signatures as `saes.reference`, which is their ground trut
 
 Shapes use the dimension names of docs/GLOSSARY.md (kernel code: M = n, K = d_in, N = d_sae).
 
-Why fused (DESIGN.md §6): eager encode writes the (n, d_sae) pre-activation matrix, reads it
+Why fused: eager encode writes the (n, d_sae) pre-activation matrix, reads it
 back for the bias/threshold and again for `torch.topk`. Here (x - b_dec) is formed while the x
 tile is loaded, the GEMM accumulates in fp32, and the epilogue applies bias and activation
 before one store. TopK never stores the dense matrix: each program owns BLOCK_M rows and a

@@ -1,4 +1,4 @@
-"""Eager PyTorch references for the SAE encoder (DESIGN.md §5, §6).
+"""Eager PyTorch references for the SAE encoder (docs/METHODS.md §5).
 
 Each function here has the same signature as its fused Triton twin in `saes.kernels`, and
 computes exactly what SAE-Lens' `StandardSAE` / `JumpReLUSAE` / `TopKSAE.encode` compute once

@@ -15,7 +15,7 @@ the metric) with the gradient proxy beside it; :func:`rank_correlations` gives t
 correlation between the methods. TransformerLens offers the hooks but no per-head ablation
 sweep or Taylor proxy, hence this module.
 
-Metrics: organism tasks use the mean logit difference (DESIGN §8). MiniLM uses the
+Metrics: organism tasks use the mean logit difference (docs/METHODS.md §4). MiniLM uses the
 paraphrase margin (mean cosine of same-group pairs minus mean cosine of different-group pairs
 of pooled embeddings): the "similarity to the full model's embedding" metric sits at its
 maximum on the clean run, where its gradient vanishes and a Taylor estimate says nothing.

@@ -8,7 +8,7 @@ says which name is the indirect object) into the clean run (noising):
    difference (large negative noising effect; a positive one marks *negative* name movers);
 2. **S-inhibition heads**: heads whose path into the name movers' queries matters;
 3. **induction / duplicate-token heads**: heads whose path into the S-inhibition heads'
-   keys/values matters (in GPT-2 small they sit below S-inhibition: DESIGN §8).
+   keys/values matters (in GPT-2 small they sit below S-inhibition, Wang et al. 2022).
 
 Metric: logit(IO) - logit(S) at the last position. Paths are direct (MLPs frozen).
 

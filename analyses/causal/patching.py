@@ -9,7 +9,7 @@ corrupted run and 1 the clean run:
 
     effect = m(patched) - m(baseline run)        normalized_effect = effect / (m_clean - m_corr)
 
-(for denoising, normalized_effect = (m_patched - m_corr) / (m_clean - m_corr), DESIGN §8).
+(for denoising, normalized_effect = (m_patched - m_corr) / (m_clean - m_corr), docs/METHODS.md §4).
 
 Why not ``transformer_lens.patching``: it runs one full forward pass per component. Here a sweep
 is a few batched passes that start at the patched layer (:mod:`analyses.causal.batched`), with

@@ -5,7 +5,7 @@
     attnlab demo --only circuits,sae  # some stages
 
 Each stage (:mod:`analyses.cli.demo`) writes its own run: MiniLM probes (checked against the
-HF model they were converted from, DESIGN §11), the organism's redundancy study, its IOI
+HF model they were converted from), the organism's redundancy study, its IOI
 circuit report and its shipped SAE's feature tables. Prints each stage's run and time, then
 the command that opens the dashboard.
 """
