@@ -1,4 +1,6 @@
-"""Patching an encoder (MiniLM) with an embedding-similarity metric (cosine of the mean-pooled sentence embedding).
+"""Patching an encoder (MiniLM) with an embedding-similarity metric.
+
+The metric is the cosine of the mean-pooled sentence embedding to a target embedding.
 
 An encoder has no next-token logit to compare, so the metric is the cosine similarity of the
 mean-pooled sentence embedding (all-MiniLM-L6-v2's pooling, ``probes.tokens.pool_embedding``)

@@ -1,7 +1,8 @@
 """Shortcut baselines: how well a trivial rule does on a family's evaluation items.
 
 A task whose items a trivial rule solves yields trivial circuits (a two-hop item answered by
-"the only place in the prompt" tests no reasoning), so the tests check these stay near chance. Each rule maps an :class:`Item` to a guessed answer word.
+"the only place in the prompt" tests no reasoning), so the tests check these stay near chance.
+Each rule maps an :class:`Item` to a guessed answer word.
 """
 
 from __future__ import annotations
