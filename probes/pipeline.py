@@ -4,6 +4,7 @@
     from data.sentences import builtin_sentences
     tables = run_probes(load_model("minilm"), builtin_sentences())
     tables["entropy"], tables["massive"], tables["massive_summary"], tables["head_norms"]
+    tables["sinks"], tables["sink_rate"]
 
 All statistics share one forward pass per batch (one :func:`probes.capture.capture`), and
 no activation outlives its batch.
@@ -20,13 +21,14 @@ import torch
 from probes.capture import stream
 from probes.entropy import EntropyConfig, entropy_hooks
 from probes.massive import MassiveConfig, massive_hooks, massive_summary
-from probes.models import LoadedModel
+from probes.models import LoadedModel, is_encoder
 from probes.norms import norm_hooks
+from probes.sinks import SinkConfig, sink_hooks, sink_rate
 
-PROBES = ("entropy", "massive", "norms")
+PROBES = ("entropy", "massive", "norms", "sinks")
 #: probe -> the tables it produces (names in data.schemas)
 TABLES = {"entropy": ("entropy",), "massive": ("massive", "massive_summary"),
-          "norms": ("head_norms",)}
+          "norms": ("head_norms",), "sinks": ("sinks", "sink_rate")}
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,14 @@ class ProbeConfig:
 
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     massive: MassiveConfig = field(default_factory=MassiveConfig)
+    sinks: SinkConfig = field(default_factory=SinkConfig)
     max_len: int | None = None  # longest prompt allowed in tokens (default: the model's n_ctx)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.entropy, EntropyConfig) or not isinstance(self.massive,
-                                                                         MassiveConfig):
-            raise TypeError("ProbeConfig(entropy=EntropyConfig(...), massive=MassiveConfig(...))")
+        if not (isinstance(self.entropy, EntropyConfig) and isinstance(self.massive, MassiveConfig)
+                and isinstance(self.sinks, SinkConfig)):
+            raise TypeError("ProbeConfig(entropy=EntropyConfig(...), massive=MassiveConfig(...), "
+                            "sinks=SinkConfig(...))")
         if self.max_len is not None and self.max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {self.max_len}")
 
@@ -67,7 +71,8 @@ def run_probes(
 
     Tables: ``entropy`` (layer, head, stat, value), ``massive`` (layer, prompt, position, token,
     dim, value, ratio), ``massive_summary`` (layer, stat, value), ``head_norms`` (layer, head,
-    stat, value); each also has a ``model`` column.
+    stat, value), ``sinks`` (layer, head, stat, value) and ``sink_rate`` (layer, value, n_heads,
+    epsilon; layer -1 = the whole model); each also has a ``model`` column.
     """
     what = parse_what(what)
     model = loaded.model
@@ -78,6 +83,9 @@ def run_probes(
         plans["massive"] = massive_hooks(model, config.massive)
     if "norms" in what:
         plans["norms"] = norm_hooks(model)
+    if "sinks" in what:
+        plans["sinks"] = sink_hooks(model.cfg.n_layers, config.sinks,
+                                    causal=not is_encoder(loaded))
     hooks: dict = {}
     for plan in plans.values():
         for name, acc in plan.hooks.items():
@@ -93,4 +101,7 @@ def run_probes(
         tables["massive_summary"] = massive_summary(plans["massive"].accumulators)
     if "norms" in plans:
         tables["head_norms"] = plans["norms"].table()
+    if "sinks" in plans:
+        tables["sinks"] = plans["sinks"].table()
+        tables["sink_rate"] = sink_rate(tables["sinks"], config.sinks)
     return {name: df.assign(model=loaded.name) for name, df in tables.items()}
