@@ -17,12 +17,15 @@ layer on. For a causal decoder most of that is provably unchanged by the patch:
 The blocks run on TransformerLens' own weights and rotary tables as fused plain tensor code
 (:class:`DecoderMath`); tests check the results against
 ``transformer_lens.patching`` to 1e-4. TransformerLens has no such partial forward pass (its
-``start_at_layer`` covers fact 1 only), hence this module. Models outside the supported
-architecture (see :func:`unsupported_reason`), and models with hooks attached (the fast pass
-would silently skip them), use the hook engine instead.
+``start_at_layer`` covers fact 1 only), hence this module: it is the project's one transformer
+forward besides TransformerLens' (layer dropping runs TransformerLens' own blocks; the
+organism's training twin, :mod:`data.organism.net`, is kept for a measured reason given
+there). Models outside the supported architecture (see :func:`unsupported_reason`), and models
+with hooks attached (the fast pass would silently skip them), use the hook engine instead.
 
-Dimension names: R = G*B rows (G patches x B prompts, row ``g * B + b``), S = positions
-``>= p0``, H heads, E = d_head, D = d_model, V = d_vocab.
+Shape comments use docs/GLOSSARY.md's dimension names: ``rows`` = ``patch * batch`` (row
+``g * batch + b``), ``suffix`` = the positions ``>= p0``, ``key_pos`` = ``p0 + suffix`` keys;
+in a full forward (:meth:`DecoderMath.forward`) rows are ``batch`` and the suffix is ``pos``.
 """
 
 from __future__ import annotations
@@ -115,14 +118,23 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class Rotary:
     """TransformerLens' rotary embedding, ``x * cos + rotate_every_two(x) * sin``, in place.
 
-    ``rotate_every_two`` is a signed permutation of the first ``rotary_dim`` dimensions (of
-    halves, or of adjacent pairs); its sign is folded into ``sin`` and the permuted product is
-    added with two in-place ``addcmul`` on strided views instead of a gather, which costs a
-    full copy of the queries and keys. Dimensions past ``rotary_dim`` have cos 1 and pass.
+    The tables are the model's own (``attn.rotary_cos``/``rotary_sin``); only the application
+    is fused. ``rotate_every_two`` is a signed permutation of the first ``rotary_dim``
+    dimensions (of halves, or of adjacent pairs); its sign is folded into ``sin`` and the
+    permuted product is added with two in-place ``addcmul`` on strided views instead of a
+    gather, which costs a full copy of the queries and keys. Dimensions past ``rotary_dim``
+    have cos 1 and pass.
+
+    Why not TransformerLens' ``apply_rotary`` (measured, ``z`` sweep of the organism on IOI,
+    1 thread, best of 15 interleaved runs, two runs each): with it the whole fast sweep took
+    11.3-12.6 / 20.0-20.5 / 63.6-64.9 ms for 1 / 8 / 32 prompt pairs against 10.6-11.5 /
+    19.1-19.4 / 58.0-61.2 ms fused, i.e. 4-12% longer (its clone, two slice copies and ``cat``
+    per call), with results equal to 6e-6; it also takes positions as one offset, not the
+    per-row scored positions the last block needs.
     """
 
-    cos: torch.Tensor  # (n_ctx, E): the model's cos, then ones
-    sin: torch.Tensor  # (n_ctx, rotary_dim), times the sign of rotate_every_two
+    cos: torch.Tensor  # (pos, d_head): the model's cos (its first rotary_dim columns), then ones
+    sin: torch.Tensor  # (pos, d_head[:rotary_dim]): the model's sin, times rotate_every_two's sign
     adjacent: bool  # pairs (x0, x1) rather than halves
 
     @classmethod
@@ -134,13 +146,14 @@ class Rotary:
             sign = torch.where(idx % 2 == 0, -1.0, 1.0)
         else:  # first half <- -(second half), second half <- first half
             sign = torch.where(idx < rd // 2, -1.0, 1.0)
-        cos, sin = attn.rotary_cos, attn.rotary_sin  # (n_ctx, rd)
+        cos, sin = attn.rotary_cos, attn.rotary_sin  # (pos, d_head[:rotary_dim]) each
         ones = torch.ones(cos.shape[0], e - rd, dtype=cos.dtype, device=cos.device)
         return cls(torch.cat([cos, ones], 1), sin * sign.to(sin), bool(cfg.rotary_adjacent_pairs))
 
     def __call__(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """x (R, S, H, E) at positions pos (S,) or (R, S), all < len(cos)."""
-        cos, sin = self.cos[pos].unsqueeze(-2), self.sin[pos].unsqueeze(-2)  # (.., S, 1, E)
+        """x (rows, suffix, head, d_head) at positions pos (suffix,) or (rows, suffix), all
+        < len(cos)."""
+        cos, sin = self.cos[pos].unsqueeze(-2), self.sin[pos].unsqueeze(-2)  # (.., 1, d_head)
         out = x * cos
         rd = sin.shape[-1]
         if self.adjacent:
@@ -163,15 +176,15 @@ def ln_params(module, cfg) -> tuple:
 
 @dataclass(frozen=True)
 class LayerWeights:
-    """One block's weights, fused and laid out for :class:`DecoderMath` (D = d_model)."""
+    """One block's weights, fused and laid out for :class:`DecoderMath`."""
 
     ln1: tuple  # (w, b) or (None, None) for LNPre
-    w_qkv: torch.Tensor  # (D, 3*H*E), columns (q heads, k heads, v heads) x E
+    w_qkv: torch.Tensor  # (d_model, 3 * head * d_head), columns (q heads, k heads, v heads)
     b_qkv: torch.Tensor
-    w_o: torch.Tensor  # (H*E, D)
+    w_o: torch.Tensor  # (head * d_head, d_model)
     b_o: torch.Tensor
     ln2: tuple
-    w_in: torch.Tensor | None  # (D, d_mlp); None for attention-only models
+    w_in: torch.Tensor | None  # (d_model, d_mlp); None for attention-only models
     b_in: torch.Tensor | None
     w_out: torch.Tensor | None
     b_out: torch.Tensor | None
@@ -180,8 +193,8 @@ class LayerWeights:
     @classmethod
     def of(cls, block, cfg) -> LayerWeights:
         attn, d = block.attn, cfg.d_model
-        w = torch.cat([attn.W_Q, attn.W_K, attn.W_V], dim=0)  # (3H, D, E)
-        b = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0)  # (3H, E)
+        w = torch.cat([attn.W_Q, attn.W_K, attn.W_V], dim=0)  # (3 * head, d_model, d_head)
+        b = torch.cat([attn.b_Q, attn.b_K, attn.b_V], dim=0)  # (3 * head, d_head)
         mlp = None if cfg.attn_only else block.mlp
         rotary = Rotary.of(attn) if cfg.positional_embedding_type == "rotary" else None
         return cls(
@@ -215,15 +228,17 @@ class DecoderMath:
         return F.layer_norm(x, (x.shape[-1],), ln[0], ln[1], eps=self.cfg.eps)
 
     def rotate_qk(self, layer: int, qk: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Queries and/or keys (R, S, n, E) after the rotary embedding (unchanged without)."""
+        """Queries and/or keys (rows, suffix, head or 2 * head, d_head) after the rotary
+        embedding (unchanged without)."""
         rotary = self.layers[layer].rotary
         return qk if rotary is None else rotary(qk, pos)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                mask: torch.Tensor) -> torch.Tensor:
-        """z (R, S, H, E) of queries q (R, S, H, E) over keys and values (R, H, K, E).
+        """z (rows, suffix, head, d_head) of queries q (rows, suffix, head, d_head) over keys
+        and values (rows, head, key_pos, d_head).
 
-        mask: additive float, (S, K) for all rows or (R, 1, K) per row.
+        mask: additive float, (suffix, key_pos) for all rows or (rows, 1, key_pos) per row.
         """
         n_rows, n_q, h, e = q.shape
         n_k = k.shape[2]
@@ -234,11 +249,12 @@ class DecoderMath:
         else:
             scores = torch.bmm(qh, kt).mul_(self.scale)
             scores.view(n_rows, h, n_q, n_k).add_(mask[:, None])
-        z = torch.bmm(scores.softmax(-1), v.reshape(n_rows * h, n_k, e))  # (R*H, S, E)
+        v = v.reshape(n_rows * h, n_k, e)
+        z = torch.bmm(scores.softmax(-1), v)  # (rows * head, suffix, d_head)
         return z.view(n_rows, h, n_q, e).transpose(1, 2)
 
     def attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """(R, S, D) from z (R, S, H, E)."""
+        """(rows, suffix, d_model) from z (rows, suffix, head, d_head)."""
         lw = self.layers[layer]
         return linear(z.reshape(*z.shape[:2], -1), lw.w_o, lw.b_o)
 
@@ -255,8 +271,9 @@ class DecoderMath:
                 score_pos: torch.Tensor | None = None):
         """A plain forward pass recording the activations ``names`` (TransformerLens names).
 
-        Returns (output, {name: activation}): output is the logits (B, pos, V), or (B, V) at
-        ``score_pos`` (B,) when given; the activations equal the model's hook points (tested).
+        Returns (output, {name: activation}): output is the logits (batch, pos, d_vocab), or
+        (batch, d_vocab) at ``score_pos`` (batch,) when given; the activations equal the
+        model's hook points (tested).
         """
         acts: dict[str, torch.Tensor] = {}
 
@@ -270,7 +287,7 @@ class DecoderMath:
             raise ValueError(f"prompts have {n_pos} tokens, more than the model's context of "
                              f"{self.cfg.n_ctx}: shorten them")
         pos = torch.arange(n_pos, device=tokens.device)
-        x = self.model.embed.W_E[tokens]  # (B, pos, D)
+        x = self.model.embed.W_E[tokens]  # (batch, pos, d_model)
         if self.cfg.positional_embedding_type == "standard":
             x = x + self.model.pos_embed.W_pos[:n_pos]
         mask = causal_mask(pos, n_pos, x.dtype)  # (pos, pos)
@@ -283,7 +300,8 @@ class DecoderMath:
             v = qkv[:, :, 2 * h :]
             keep(key_name(self.cfg, layer), k)
             keep(get_act_name("v", layer), v)
-            z = self.attend(q, k.transpose(1, 2), v.transpose(1, 2), mask)  # (B, pos, H, E)
+            # z: (batch, pos, head, d_head)
+            z = self.attend(q, k.transpose(1, 2), v.transpose(1, 2), mask)
             keep(get_act_name("z", layer), z)
             out = self.attn_out(layer, z)
             keep(get_act_name("attn_out", layer), out)
@@ -295,7 +313,7 @@ class DecoderMath:
                 x = x + out
             keep(get_act_name("resid_post", layer), x)
         if score_pos is not None:
-            x = x[torch.arange(n_rows, device=x.device), score_pos.to(x.device)]  # (B, D)
+            x = x[torch.arange(n_rows, device=x.device), score_pos.to(x.device)]  # (batch, d_model)
         return self.logits(x), acts
 
 
@@ -311,31 +329,34 @@ class FastDecoder:
     """Partial forward passes of one decoder around one baseline run (the run being patched).
 
     ``base`` holds that run's activations (see :func:`baseline_names`), ``base_out`` its output
-    (B, pos, V), needed only when ``score_pos`` (B,), the positions the metric reads, is None.
+    (batch, pos, d_vocab), needed only when ``score_pos`` (batch,), the positions the metric
+    reads, is None.
     """
 
     def __init__(self, math: DecoderMath, base: dict[str, torch.Tensor],
                  base_out: torch.Tensor | None, p0: int, score_pos: torch.Tensor | None) -> None:
         self.math, self.cfg, self.p0 = math, math.cfg, p0
         self.base, self.base_out = base, base_out
-        ref = base[get_act_name("resid_pre", 0)]  # (B, pos, D)
+        ref = base[get_act_name("resid_pre", 0)]  # (batch, pos, d_model)
         self.batch, n_pos = ref.shape[:2]
         self.pos = torch.arange(p0, n_pos, device=ref.device)  # positions recomputed
-        self.mask = causal_mask(self.pos, n_pos, ref.dtype)  # (S, pos)
+        self.mask = causal_mask(self.pos, n_pos, ref.dtype)  # (suffix, key_pos)
         self.score_pos = None if score_pos is None else score_pos.to(ref.device)
         if self.score_pos is None and base_out is None:
             raise ValueError("FastDecoder needs base_out when no score_pos is given")
         self.prefix = [self._prefix(layer) for layer in range(self.cfg.n_layers)]
 
     def entry(self, component: str, layer: int, mixed: torch.Tensor):
-        """(residual (R, S, D) at the entry point, Entry) for patched activations ``mixed``.
+        """(residual (rows, suffix, d_model) at the entry point, Entry) for patched
+        activations ``mixed``.
 
-        mixed: (R, S, ...) the patched activation ``component`` of ``layer`` in every row, at
-        positions ``p0..`` only (R = G * B rows, row ``g * B + b``).
+        mixed: (rows, suffix, ...) the patched activation ``component`` of ``layer`` in every
+        row, at positions ``p0..`` only (rows = patch * batch, row ``g * batch + b``).
         """
         def plus_base(name: str, delta: torch.Tensor) -> torch.Tensor:
-            base = self.base[get_act_name(name, layer)][:, self.p0 :]  # (B, S, D)
-            return (delta.view(-1, *base.shape) + base).view(delta.shape)  # via (G, B, S, D)
+            base = self.base[get_act_name(name, layer)][:, self.p0 :]  # (batch, suffix, d_model)
+            # via (patch, batch, suffix, d_model)
+            return (delta.view(-1, *base.shape) + base).view(delta.shape)
 
         if component == "resid_pre":
             return mixed, Entry(layer, "attn")
@@ -352,7 +373,8 @@ class FastDecoder:
         raise ValueError(f"component {component!r} has no fast entry; use {FAST_COMPONENTS}")
 
     def run(self, x: torch.Tensor, entry: Entry) -> torch.Tensor:
-        """Output of every row: (R, pos, V), or (R, V) at the scored positions."""
+        """Output of every row: (rows, pos, d_vocab), or (rows, d_vocab) at the scored
+        positions."""
         reps = x.shape[0] // self.batch
         gathered = False
         for layer in range(entry.layer, self.cfg.n_layers):
@@ -366,21 +388,22 @@ class FastDecoder:
                 x = self.math.mlp_out(layer, x).add_(x)
         if self.score_pos is not None and not gathered:
             x = self._gather(x, reps)
-        logits = self.math.logits(x)  # (R, S or 1, V)
+        logits = self.math.logits(x)  # (rows, suffix or 1, d_vocab)
         if self.score_pos is not None:
             return logits[:, 0]
         head = self.base_out[:, : self.p0].repeat(reps, 1, 1)  # unchanged positions
         return torch.cat([head, logits], dim=1)
 
     def _prefix(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Baseline keys and values of positions < p0: (B, H, p0, E) each."""
+        """Baseline keys and values of positions < p0: (batch, head, p0, d_head) each."""
         k = self.base[key_name(self.cfg, layer)][:, : self.p0]
         v = self.base[get_act_name("v", layer)][:, : self.p0]
         return k.transpose(1, 2), v.transpose(1, 2)
 
     def _with_prefix(self, prefix: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        """All keys (or values) (R, H, p0 + S, E): the baseline prefix (B, H, p0, E), then
-        ``new`` (R, S, H, E), written once into one buffer (no repeat + cat)."""
+        """All keys (or values) (rows, head, key_pos, d_head): the baseline prefix (batch,
+        head, p0, d_head), then ``new`` (rows, suffix, head, d_head), written once into one
+        buffer (no repeat + cat)."""
         n_rows, n_new, h, e = new.shape
         out = new.new_empty(n_rows // self.batch, self.batch, h, self.p0 + n_new, e)
         out[:, :, :, : self.p0] = prefix
@@ -388,29 +411,30 @@ class FastDecoder:
         return out.view(n_rows, h, self.p0 + n_new, e)
 
     def _local_score_pos(self, reps: int) -> torch.Tensor:
-        return self.score_pos.repeat(reps) - self.p0  # (R,) index into positions p0..
+        return self.score_pos.repeat(reps) - self.p0  # (rows,) index into positions p0..
 
     def _gather(self, x: torch.Tensor, reps: int) -> torch.Tensor:
-        """x (R, S, D) -> (R, 1, D) at each row's scored position."""
+        """x (rows, suffix, d_model) -> (rows, 1, d_model) at each row's scored position."""
         rows = torch.arange(x.shape[0], device=x.device)
         return x[rows, self._local_score_pos(reps)][:, None]
 
     def _attention(self, layer: int, x: torch.Tensor, reps: int, gather: bool) -> torch.Tensor:
-        """x (R, S, D) after block ``layer``'s attention: (R, S, D), or (R, 1, D) at the scored
-        positions when ``gather`` (then only those positions' queries are computed)."""
+        """x (rows, suffix, d_model) after block ``layer``'s attention: (rows, suffix,
+        d_model), or (rows, 1, d_model) at the scored positions when ``gather`` (then only
+        those positions' queries are computed)."""
         math, lw, h, e = self.math, self.math.layers[layer], self.math.h, self.math.e
         n_rows, n_new, _ = x.shape
-        normed = math.norm(x, lw.ln1)  # (R, S, D)
+        normed = math.norm(x, lw.ln1)  # (rows, suffix, d_model)
         hd = h * e
         if gather:
-            local = self._local_score_pos(reps)  # (R,)
+            local = self._local_score_pos(reps)  # (rows,)
             rows = torch.arange(n_rows, device=x.device)
             kv = linear(normed, lw.w_qkv[:, hd:], lw.b_qkv[hd:]).view(n_rows, n_new, 2 * h, e)
             k, v = math.rotate_qk(layer, kv[:, :, :h], self.pos), kv[:, :, h:]
             q = linear(normed[rows, local], lw.w_qkv[:, :hd], lw.b_qkv[:hd]).view(n_rows, 1, h, e)
             q = math.rotate_qk(layer, q, (local + self.p0)[:, None])
-            mask = self.mask[local][:, None]  # (R, 1, K)
-            x = x[rows, local][:, None]  # (R, 1, D)
+            mask = self.mask[local][:, None]  # (rows, 1, key_pos)
+            x = x[rows, local][:, None]  # (rows, 1, d_model)
         else:
             qkv = linear(normed, lw.w_qkv, lw.b_qkv).view(n_rows, n_new, 3 * h, e)
             q, k = math.rotate_qk(layer, qkv[:, :, : 2 * h], self.pos).split(h, dim=2)
@@ -432,9 +456,9 @@ def fast_patched_metrics(
 ) -> torch.Tensor:
     """Metric under each patch, like :func:`analyses.causal.batched.patched_metrics`.
 
-    source_act, base_act: (B, pos, *act) the activation in the source run and in the run being
-    patched; masks: (n_patch, pos, *act) bool, True where the source value is taken.
-    Returns (n_patch,) float; ``score`` maps one patch's output rows (B, ...) to its metric.
+    source_act, base_act: (batch, pos, *act) the activation in the source run and in the run
+    being patched; masks: (patch, pos, *act) bool, True where the source value is taken.
+    Returns (patch,) float; ``score`` maps one patch's output rows (batch, ...) to its metric.
     """
     from analyses.causal.batched import chunked_metrics
 
@@ -442,7 +466,8 @@ def fast_patched_metrics(
     source_act, base_act, masks = source_act[:, p0:], base_act[:, p0:], masks[:, p0:]
 
     def run_chunk(chunk: torch.Tensor) -> torch.Tensor:
-        mixed = torch.where(chunk[:, None], source_act[None], base_act[None])  # (G, B, S, ..)
+        # (patch, batch, suffix, ..) -> rows
+        mixed = torch.where(chunk[:, None], source_act[None], base_act[None])
         return engine.run(*engine.entry(component, layer, mixed.flatten(0, 1)))
 
     return chunked_metrics(masks, base_act.shape[0], max_rows, run_chunk, score)

@@ -5,12 +5,21 @@ He et al. (2024) drop the modules with the lowest similarity score
 whole blocks, Joint Layer Drop ranks attention and MLP sublayers together. One-shot ranks once
 on the full model; iterative re-scores the pruned model after every drop.
 
-:func:`prune` returns a new model object that shares the weights but whose blocks are
-:class:`PrunedDecoderBlock` / :class:`PrunedEncoderBlock` (or :class:`SkippedBlock`): a dropped
-sublayer and its LayerNorm are not children of the pruned block and are never called, so the
-residual passes through untouched and the saved time is real. (TransformerLens can zero a
-sublayer's output with a hook, but that still computes it; it has no way to skip one.) Hook
-names are unchanged, so every TransformerLens hook name still resolves on the pruned model.
+:func:`prune` returns a new model object that shares the weights and runs TransformerLens' own
+block forward with the dropped parts swapped out of the blocks: a dropped sublayer (in a pre-LN
+block with its LayerNorm, which feeds only it) becomes a :class:`DroppedSublayer`, which
+computes nothing and adds a 0-d zero; the LayerNorm of a dropped post-LN BERT unit becomes the
+identity; the dropped sublayer's hook points become silent identities; a fully dropped block
+becomes a :class:`SkippedBlock`. The dropped weights are not part of the pruned model and never
+run, so the saved time is real (TransformerLens can zero a sublayer's output with a hook, but
+that still computes it; it has no way to skip one). Hook names are unchanged: the pruned model
+shares the original's hook points, so every TransformerLens hook name still resolves (a
+dropped sublayer's hooks resolve and never fire).
+
+Why no hand-written block forward: an earlier version re-implemented TransformerLens'
+``TransformerBlock`` and ``BertBlock`` forwards with sublayers skipped; swapping children keeps
+one forward (TransformerLens') for full and pruned models alike, for every normalisation and
+MLP kind TransformerLens has.
 
 Supported: standard pre-LN HookedTransformer blocks (sequential attn -> MLP, optionally
 attention-only) and TransformerLens' post-LN BertBlock; other layouts raise ValueError.
@@ -89,74 +98,55 @@ class SkippedBlock(nn.Module):
         return resid_pre
 
 
-def _adopt(target: nn.Module, block: nn.Module, skip: set[str]) -> None:
-    """Give ``target`` the children of ``block`` except ``skip`` (same names, shared weights)."""
-    for name, child in block.named_children():
-        if name not in skip:
-            target.add_module(name, child)
+class DroppedSublayer(nn.Module):
+    """A dropped attention or MLP sublayer (or its pre-LN LayerNorm) inside TransformerLens'
+    own block: it computes nothing and returns a 0-d zero, which the block's residual sum
+    ``resid + out`` broadcasts, so TransformerLens' block forward runs unchanged around it."""
+
+    def forward(self, *inputs, **kw_inputs) -> torch.Tensor:
+        first = next(t for t in (*inputs, *kw_inputs.values()) if isinstance(t, torch.Tensor))
+        return first.new_zeros(())
 
 
-class PrunedDecoderBlock(nn.Module):
-    """TransformerLens' pre-LN ``TransformerBlock.forward`` with sublayers optionally skipped.
-
-    Same operations in the same order as TransformerLens for the standard layout, so with
-    nothing dropped the output is bit-identical (tested); a dropped attention skips ln1 + attn,
-    a dropped MLP skips ln2 + mlp.
-    """
-
-    def __init__(self, block: nn.Module, keep_attn: bool, keep_mlp: bool) -> None:
-        super().__init__()
-        self.cfg = block.cfg
-        self.keep_attn, self.keep_mlp = keep_attn, keep_mlp and not block.cfg.attn_only
-        skip = (set() if keep_attn else {"attn", "ln1"}) | (
-            set() if self.keep_mlp else {"mlp", "ln2"})
-        _adopt(self, block, skip)
-
-    def forward(self, resid_pre, shortformer_pos_embed=None, past_kv_cache_entry=None,
-                attention_mask=None) -> torch.Tensor:
-        resid = self.hook_resid_pre(resid_pre)  # (batch, pos, d_model)
-        if self.keep_attn:
-            x = self.ln1(resid)
-            attn_out = self.attn(query_input=x, key_input=x, value_input=x,
-                                 past_kv_cache_entry=past_kv_cache_entry,
-                                 attention_mask=attention_mask)
-            resid = resid + self.hook_attn_out(attn_out)
-        if self.cfg.attn_only:
-            return self.hook_resid_post(resid)
-        resid = self.hook_resid_mid(resid)
-        if self.keep_mlp:
-            mlp_in = self.hook_mlp_in(resid.clone()) if self.cfg.use_hook_mlp_in else resid
-            resid = resid + self.hook_mlp_out(self.mlp(self.ln2(mlp_in)))
-        return self.hook_resid_post(resid)
+# What takes the place of a block's children when one of its sublayers is dropped, so that
+# TransformerLens' own block forward skips the sublayer's work and fires none of its hooks:
+# DroppedSublayer where the child only feeds (or is) the dropped sublayer; nn.Identity for a
+# hook point the kept model must not fire, and for a post-LN LayerNorm that becomes the
+# identity (DESIGN §7: a dropped BERT unit is r -> r). Pre-LN (TransformerBlock):
+# resid_mid = resid_pre + attn(ln1(resid_pre)); post-LN (BertBlock): see the module docstring
+# of analyses.redundancy.scores.
+_SWAPS: dict[tuple[str, str], dict[str, type[nn.Module]]] = {
+    ("decoder", "attn"): {"ln1": DroppedSublayer, "attn": DroppedSublayer,
+                          "hook_attn_out": nn.Identity},
+    ("decoder", "mlp"): {"ln2": DroppedSublayer, "mlp": DroppedSublayer,
+                         "hook_mlp_in": nn.Identity, "hook_mlp_out": nn.Identity},
+    ("encoder", "attn"): {"attn": DroppedSublayer, "hook_attn_out": nn.Identity,
+                          "hook_resid_mid": nn.Identity, "hook_mlp_in": nn.Identity,
+                          "ln1": nn.Identity},
+    ("encoder", "mlp"): {"mlp": DroppedSublayer, "hook_mlp_out": nn.Identity,
+                         "hook_resid_post": nn.Identity, "ln2": nn.Identity,
+                         "hook_normalized_resid_post": nn.Identity},
+}
 
 
-class PrunedEncoderBlock(nn.Module):
-    """TransformerLens' post-LN ``BertBlock.forward`` with sublayer units optionally skipped.
+def _shallow_copy(module: nn.Module, **children: nn.Module) -> nn.Module:
+    """``module`` sharing its weights, config and hook points, with its own child table in
+    which ``children`` replace the children of those names (``module`` is left as it is)."""
+    out = copy.copy(module)
+    out._modules = {**module._modules, **children}
+    return out
 
-    BERT's units are ``r -> ln1(r + attn(r))`` and ``h -> ln2(h + mlp(h))``: a dropped
-    attention skips attn + ln1, a dropped MLP skips mlp + ln2 (see analyses.redundancy.scores).
-    """
 
-    def __init__(self, block: nn.Module, keep_attn: bool, keep_mlp: bool) -> None:
-        super().__init__()
-        self.cfg = block.cfg
-        self.keep_attn, self.keep_mlp = keep_attn, keep_mlp
-        skip = (set() if keep_attn else {"attn", "ln1"}) | (set() if keep_mlp else {"mlp", "ln2"})
-        _adopt(self, block, skip)
-
-    def forward(self, resid_pre, additive_attention_mask=None) -> torch.Tensor:
-        resid = self.hook_resid_pre(resid_pre)  # (batch, pos, d_model)
-        if self.keep_attn:
-            attn_out = self.hook_attn_out(self.attn(
-                resid, resid, resid, additive_attention_mask=additive_attention_mask))
-            resid_mid = self.hook_resid_mid(resid + attn_out)
-            mlp_in = self.hook_mlp_in(resid_mid.clone()) if self.cfg.use_hook_mlp_in else resid_mid
-            resid = self.ln1(mlp_in)
-        if self.keep_mlp:
-            mlp_out = self.hook_mlp_out(self.mlp(resid))
-            resid_post = self.hook_resid_post(resid + mlp_out)
-            resid = self.hook_normalized_resid_post(self.ln2(resid_post))
-        return resid
+def pruned_block(block: nn.Module, kind: str, keep_attn: bool, keep_mlp: bool) -> nn.Module:
+    """``block`` itself when nothing of it is dropped, a :class:`SkippedBlock` when both
+    sublayers are, else a copy of it (``kind`` decoder | encoder) with the dropped sublayer's
+    children swapped as ``_SWAPS`` says."""
+    if keep_attn and keep_mlp:
+        return block
+    if not keep_attn and not keep_mlp:
+        return SkippedBlock()
+    swaps = _SWAPS[kind, "mlp" if keep_attn else "attn"]
+    return _shallow_copy(block, **{name: swap() for name, swap in swaps.items()})
 
 
 # ----------------------------------------------------------------------------- prune
@@ -178,39 +168,29 @@ def _check_supported(loaded: LoadedModel) -> None:
         raise ValueError(
             f"model {loaded.name!r}: layer dropping supports sequential pre-LN blocks and BERT "
             f"blocks only, this model uses {problems}; turn those options off")
-    if any(isinstance(b, PrunedDecoderBlock | PrunedEncoderBlock | SkippedBlock)
-           for b in loaded.model.blocks):
+    if getattr(loaded.model, "drop_set", None) is not None:
         raise ValueError("model is already pruned: prune the original model with the full DropSet")
 
 
 def prune(loaded: LoadedModel, drops: DropSet) -> LoadedModel:
     """A model that shares ``loaded``'s weights with the sublayers in ``drops`` removed.
 
-    The original model is not modified. Every block is replaced (so dropping nothing runs the
-    pruned forward and must reproduce the model exactly); a block with both sublayers dropped
-    becomes a :class:`SkippedBlock`.
+    The original model is not modified. Blocks with nothing dropped are the original blocks;
+    the pruned model records ``drops`` as its ``drop_set``.
     """
     _check_supported(loaded)
     drops.check(loaded.cfg.n_layers)
-    model = loaded.model
-    pruned = copy.copy(model)  # shares cfg, weights, hook_dict/mod_dict (the same HookPoints)
-    pruned._modules = dict(model._modules)  # own child table: replacing blocks leaves model be
-    cls = PrunedEncoderBlock if loaded.kind == "encoder" else PrunedDecoderBlock
+    attn_only = bool(getattr(loaded.cfg, "attn_only", False))
     blocks = []
-    for layer, block in enumerate(model.blocks):
-        keep_attn, keep_mlp = layer not in drops.attn, layer not in drops.mlp
-        if cfg_attn_only(loaded) and not keep_attn:
-            keep_mlp = False
-        if not keep_attn and not keep_mlp:
-            blocks.append(SkippedBlock())
-        else:
-            blocks.append(cls(block, keep_attn, keep_mlp))
-    pruned.blocks = nn.ModuleList(blocks)
+    for layer, block in enumerate(loaded.model.blocks):
+        keep_attn = layer not in drops.attn
+        keep_mlp = keep_attn if attn_only else layer not in drops.mlp  # no MLP to keep or drop
+        blocks.append(pruned_block(block, loaded.kind, keep_attn, keep_mlp))
+    # shares cfg, weights and hook_dict/mod_dict (the same HookPoints), so every hook name
+    # still resolves; a dropped sublayer's hook points are in no block and never fire
+    pruned = _shallow_copy(loaded.model, blocks=nn.ModuleList(blocks))
+    pruned.drop_set = drops
     return dataclasses.replace(loaded, model=pruned)
-
-
-def cfg_attn_only(loaded: LoadedModel) -> bool:
-    return bool(getattr(loaded.cfg, "attn_only", False))
 
 
 # ----------------------------------------------------------------------------- strategies

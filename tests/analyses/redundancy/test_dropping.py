@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from analyses.redundancy.dropping import (
+    DroppedSublayer,
     DropSet,
-    PrunedDecoderBlock,
     SkippedBlock,
     candidates,
     check_max_drop,
@@ -17,7 +17,8 @@ from analyses.redundancy.dropping import (
     random_plan,
 )
 from analyses.redundancy.scores import ModuleRef, similarity_scores
-from probes.capture import capture, hook_count
+from probes.capture import capture
+from probes.hooks import hook_count
 from probes.tokens import forward
 from tests.support.tiny import padded_tokens, tiny_decoder, tiny_encoder
 
@@ -68,18 +69,57 @@ def _zero_hook(tensor, hook):
     return torch.zeros_like(tensor)
 
 
+def _outputs_zeroed(loaded, tokens, drops: DropSet) -> torch.Tensor:
+    """The unpruned model's output with the dropped sublayers' outputs zeroed by hooks."""
+    hooks = [(f"blocks.{layer}.hook_{kind}_out", _zero_hook)
+             for kind in ("attn", "mlp") for layer in sorted(getattr(drops, kind))]
+    with torch.no_grad():
+        return loaded.model.run_with_hooks(tokens.ids, attention_mask=tokens.attention_mask,
+                                           fwd_hooks=hooks)
+
+
 def test_decoder_drop_equals_zeroing_the_sublayer_output():
     """Pre-LN: skipping ln1+attn is the same function as adding a zero attention output."""
     loaded, tokens = tiny_decoder(), padded_tokens()
-    pruned = prune(loaded, DropSet(attn={0}, mlp={1, 2}))
-    hooks = [("blocks.0.hook_attn_out", _zero_hook), ("blocks.1.hook_mlp_out", _zero_hook),
-             ("blocks.2.hook_mlp_out", _zero_hook)]
+    drops = DropSet(attn={0}, mlp={1, 2})
+    pruned = prune(loaded, drops)
+    want = _outputs_zeroed(loaded, tokens, drops)
     with torch.no_grad():
-        want = loaded.model.run_with_hooks(tokens.ids, attention_mask=tokens.attention_mask,
-                                           fwd_hooks=hooks)
         got = forward(pruned, tokens)
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, forward(loaded, tokens), atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", [
+    dict(normalization_type="LNPre"), dict(normalization_type="RMS"),
+    dict(normalization_type="RMSPre", gated_mlp=True, act_fn="silu"),
+    dict(n_key_value_heads=2), dict(positional_embedding_type="rotary", rotary_dim=8),
+])
+def test_decoder_drop_works_on_other_decoder_layouts(arch):
+    """TransformerLens' own block forward runs around the dropped parts for every layout."""
+    loaded, tokens = tiny_decoder(**arch), padded_tokens()
+    before = forward(loaded, tokens).detach()
+    drops = DropSet(attn={0, 2}, mlp={1})
+    pruned = prune(loaded, drops)
+    want = _outputs_zeroed(loaded, tokens, drops)
+    with torch.no_grad():
+        got = forward(pruned, tokens)
+        assert torch.equal(forward(loaded, tokens), before)  # the original is left alone
+    assert torch.allclose(got, want, atol=1e-5)
+    kept = {id(p) for p in pruned.model.parameters()}
+    assert id(loaded.model.blocks[0].attn.W_Q) not in kept
+    assert not any(id(p) in kept for p in loaded.model.blocks[1].mlp.parameters())
+
+
+def test_attention_only_decoder_drop_skips_the_block():
+    loaded, tokens = tiny_decoder(attn_only=True), padded_tokens()
+    drops = DropSet(attn={1}, mlp={0})  # attention-only: there is no MLP to drop
+    pruned = prune(loaded, drops)
+    assert isinstance(pruned.model.blocks[1], SkippedBlock)
+    assert pruned.model.blocks[0] is loaded.model.blocks[0]
+    want = _outputs_zeroed(loaded, tokens, drops)
+    with torch.no_grad():
+        assert torch.allclose(forward(pruned, tokens), want, atol=1e-5)
 
 
 def test_encoder_drop_makes_the_unit_the_identity():
@@ -104,7 +144,7 @@ def test_block_drop_skips_the_block_and_leaves_the_original_alone():
     pruned = prune(loaded, DropSet().add(1, "block"))
     assert isinstance(pruned.model.blocks[1], SkippedBlock)
     assert type(loaded.model.blocks[1]).__name__ == "TransformerBlock"
-    assert not isinstance(loaded.model.blocks[0], PrunedDecoderBlock)
+    assert not any(isinstance(m, DroppedSublayer) for m in loaded.model.modules())
     with torch.no_grad():
         _, cache = pruned.model.run_with_cache(tokens.ids, attention_mask=tokens.attention_mask)
         assert torch.equal(cache["blocks.2.hook_resid_pre"], cache["blocks.0.hook_resid_post"])
