@@ -5,7 +5,7 @@ Shared by the dashboard, the redundancy report (:mod:`analyses.reports.redundanc
 tables (``data.schemas``) and never read files or run a model.
 
     importance_bars(run.read_table("redundancy"))      # score per layer, attn / mlp / block
-    importance_heatmap(run.read_table("redundancy"))   # layer x module
+    importance_heatmap(run.read_table("redundancy"))   # layer x component
     drop_curve_figure(run.read_table("drop_curve"), "nn_agreement")
     speedup_figure(run.read_table("speedup"))
     head_importance_heatmap(run.read_table("head_importance"), task="ioi", method="zero")
@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from analyses.figures.checks import require_columns
 from analyses.figures.heatmap import grid_heatmap, layer_head_heatmap
 
-MODULE_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f"}
+COMPONENT_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f"}
 STRATEGY_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f",
                    "joint": "#2ca02c"}
 #: What to do about an empty redundancy table (in the error message).
@@ -37,32 +37,32 @@ def _one_definition(df: pd.DataFrame, definition: str) -> pd.DataFrame:
 
 
 def importance_bars(scores: pd.DataFrame, definition: str = "unit") -> go.Figure:
-    """Grouped bars: He et al. score per layer, one colour per module (low = redundant)."""
-    require_columns(scores, ["layer", "module", "score"], "importance_bars", HINT)
+    """Grouped bars: He et al. score per layer, one colour per component (low = redundant)."""
+    require_columns(scores, ["layer", "component", "score"], "importance_bars", HINT)
     scores = _one_definition(scores, definition)
     fig = go.Figure()
-    for module, sub in scores.groupby("module", sort=False):
+    for component, sub in scores.groupby("component", sort=False):
         sub = sub.sort_values("layer")
-        fig.add_bar(x=sub["layer"], y=sub["score"], name=module,
-                    marker_color=MODULE_COLORS.get(module))
+        fig.add_bar(x=sub["layer"], y=sub["score"], name=component,
+                    marker_color=COMPONENT_COLORS.get(component))
     fig.update_layout(barmode="group", title=f"Importance 1 - cos(X, Y) ({definition})",
                       xaxis_title="layer", yaxis_title="score (low = redundant)")
     return fig
 
 
 def importance_heatmap(scores: pd.DataFrame, definition: str = "unit") -> go.Figure:
-    """Module x layer heatmap of the scores, each cell labelled with its score."""
-    require_columns(scores, ["layer", "module", "score"], "importance_heatmap", HINT)
+    """Component x layer heatmap of the scores, each cell labelled with its score."""
+    require_columns(scores, ["layer", "component", "score"], "importance_heatmap", HINT)
     wide = _one_definition(scores, definition).pivot_table(
-        index="module", columns="layer", values="score")
+        index="component", columns="layer", values="score")
     wide = wide.reindex([m for m in ("attn", "mlp", "block") if m in wide.index])
-    return grid_heatmap(wide, title=f"Importance per layer and module ({definition})",
-                        x_title="layer", y_title="module", value_title="score",
+    return grid_heatmap(wide, title=f"Importance per layer and component ({definition})",
+                        x_title="layer", y_title="component", value_title="score",
                         show_values=True, fmt=".4f")
 
 
 def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
-    """``metric`` vs number of dropped modules: one line per strategy/mode, random dashed.
+    """``metric`` vs number of dropped components: one line per strategy/mode, random dashed.
 
     The random baseline is the mean over its seeds, per strategy.
     """
@@ -84,13 +84,13 @@ def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
                         line={"color": STRATEGY_COLORS.get(strategy),
                               "dash": "dash" if random else
                               ("dot" if mode == "iterative" else "solid")})
-    fig.update_layout(title=f"{metric} vs dropped modules", xaxis_title="modules dropped",
+    fig.update_layout(title=f"{metric} vs dropped components", xaxis_title="components dropped",
                       yaxis_title=metric)
     return fig
 
 
 def speedup_figure(speed: pd.DataFrame) -> go.Figure:
-    """Measured speedup (full / pruned median wall time) vs number of dropped modules."""
+    """Measured speedup (full / pruned median wall time) vs number of dropped components."""
     require_columns(speed, ["strategy", "mode", "n_dropped", "speedup"], "speedup_figure", HINT)
     fig = go.Figure()
     for (strategy, mode), g in speed.groupby(["strategy", "mode"], sort=False):
@@ -100,7 +100,7 @@ def speedup_figure(speed: pd.DataFrame) -> go.Figure:
                         line={"color": STRATEGY_COLORS.get(strategy),
                               "dash": "dot" if mode == "iterative" else "solid"})
     fig.add_hline(y=1.0, line_dash="dash", line_color="grey")
-    fig.update_layout(title="Measured wall-time speedup", xaxis_title="modules dropped",
+    fig.update_layout(title="Measured wall-time speedup", xaxis_title="components dropped",
                       yaxis_title="speedup (x)")
     return fig
 

@@ -1,9 +1,8 @@
-"""Layer dropping that removes the computation: Attention / MLP / Block / Joint Layer Drop.
+"""Layer dropping that removes the computation: :func:`prune` a model by a :class:`DropSet`.
 
-He et al. (2024) drop the modules with the lowest similarity score
-(:mod:`analyses.redundancy.scores`): Attention Drop and MLP Drop rank one sublayer kind, Block Drop
-whole blocks, Joint Layer Drop ranks attention and MLP sublayers together. One-shot ranks once
-on the full model; iterative re-scores the pruned model after every drop.
+Which components to drop, and in which order (He et al.'s Attention / MLP / Block / Joint
+Layer Drop, one-shot or iterative), is :mod:`analyses.redundancy.plans`; this module is the
+mechanism only.
 
 :func:`prune` returns a new model object that shares the weights and runs TransformerLens' own
 block forward with the dropped parts swapped out of the blocks: a dropped sublayer (in a pre-LN
@@ -30,14 +29,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from probes.models import LoadedModel
-
-STRATEGIES = ("attn", "mlp", "block", "joint")
 
 
 @dataclass(frozen=True)
@@ -54,17 +50,17 @@ class DropSet:
                 raise ValueError(f"DropSet.{name} has a negative layer index: {sorted(value)}")
             object.__setattr__(self, name, value)
 
-    def is_dropped(self, layer: int, module: str) -> bool:
-        if module == "block":
+    def is_dropped(self, layer: int, component: str) -> bool:
+        if component == "block":
             return layer in self.attn and layer in self.mlp
-        return layer in getattr(self, _check_module(module))
+        return layer in getattr(self, _check_component(component))
 
-    def add(self, layer: int, module: str) -> DropSet:
-        """A new DropSet with ``module`` ("attn" | "mlp" | "block") of ``layer`` dropped too."""
-        if module == "block":
+    def add(self, layer: int, component: str) -> DropSet:
+        """A new DropSet with ``component`` ("attn" | "mlp" | "block") of ``layer`` dropped too."""
+        if component == "block":
             return DropSet(self.attn | {layer}, self.mlp | {layer})
-        _check_module(module)
-        return dataclasses.replace(self, **{module: getattr(self, module) | {layer}})
+        _check_component(component)
+        return dataclasses.replace(self, **{component: getattr(self, component) | {layer}})
 
     def check(self, n_layers: int) -> None:
         bad = sorted(i for i in self.attn | self.mlp if i >= n_layers)
@@ -76,16 +72,10 @@ class DropSet:
         return not self.attn and not self.mlp
 
 
-def _check_module(module: str) -> str:
-    if module not in ("attn", "mlp"):
-        raise ValueError(f"unknown module {module!r}: use 'attn', 'mlp' or 'block'")
-    return module
-
-
-def check_strategy(strategy: str) -> str:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    return strategy
+def _check_component(component: str) -> str:
+    if component not in ("attn", "mlp"):
+        raise ValueError(f"unknown component {component!r}: use 'attn', 'mlp' or 'block'")
+    return component
 
 
 # ----------------------------------------------------------------------------- pruned blocks
@@ -129,11 +119,11 @@ _SWAPS: dict[tuple[str, str], dict[str, type[nn.Module]]] = {
 }
 
 
-def _shallow_copy(module: nn.Module, **children: nn.Module) -> nn.Module:
-    """``module`` sharing its weights, config and hook points, with its own child table in
-    which ``children`` replace the children of those names (``module`` is left as it is)."""
-    out = copy.copy(module)
-    out._modules = {**module._modules, **children}
+def _shallow_copy(mod: nn.Module, **children: nn.Module) -> nn.Module:
+    """``mod`` sharing its weights, config and hook points, with its own child table in
+    which ``children`` replace the children of those names (``mod`` is left as it is)."""
+    out = copy.copy(mod)
+    out._modules = {**mod._modules, **children}
     return out
 
 
@@ -191,94 +181,3 @@ def prune(loaded: LoadedModel, drops: DropSet) -> LoadedModel:
     pruned = _shallow_copy(loaded.model, blocks=nn.ModuleList(blocks))
     pruned.drop_set = drops
     return dataclasses.replace(loaded, model=pruned)
-
-
-# ----------------------------------------------------------------------------- strategies
-
-
-class DropStep(NamedTuple):
-    """One drop of a plan: the ``step``-th module removed, its score when chosen (NaN: random)."""
-
-    step: int
-    layer: int
-    module: str  # attn | mlp | block
-    score: float
-
-
-@dataclass(frozen=True)
-class DropPlan:
-    """An ordered list of drops for one strategy and mode (one_shot | iterative | random)."""
-
-    strategy: str
-    mode: str
-    steps: tuple[DropStep, ...]
-
-    def drop_sets(self) -> list[DropSet]:
-        """The cumulative DropSet after 0, 1, ..., len(steps) drops."""
-        out = [DropSet()]
-        for s in self.steps:
-            out.append(out[-1].add(s.layer, s.module))
-        return out
-
-
-def candidates(cfg, strategy: str, drops: DropSet | None = None) -> list:
-    """The modules ``strategy`` may still drop, as ``ModuleRef``s (already-dropped excluded)."""
-    from analyses.redundancy.scores import ModuleRef
-
-    kinds = {"attn": ("attn",), "mlp": ("mlp",), "block": ("block",),
-             "joint": ("attn", "mlp")}[check_strategy(strategy)]
-    has_mlp = not getattr(cfg, "attn_only", False)
-    drops = drops or DropSet()
-    return [ModuleRef(layer, k) for layer in range(cfg.n_layers) for k in kinds
-            if (k != "mlp" or has_mlp) and not drops.is_dropped(layer, k)]
-
-
-def check_max_drop(cfg, strategy: str, max_drop: int) -> int:
-    """``max_drop`` if ``strategy`` can drop that many modules of this model, else ValueError."""
-    n = len(candidates(cfg, strategy))
-    if not isinstance(max_drop, int) or max_drop < 0:
-        raise ValueError(f"max_drop must be a non-negative integer, got {max_drop!r}")
-    if max_drop > n:
-        raise ValueError(
-            f"strategy {strategy!r} can drop at most {n} modules of this {cfg.n_layers}-layer "
-            f"model, but max_drop={max_drop} was asked: pass --max-drop {n} or less")
-    return max_drop
-
-
-def one_shot_plan(scores, strategy: str, max_drop: int) -> DropPlan:
-    """Rank once: the ``max_drop`` lowest-scoring candidates of the full model's ``scores``."""
-    check_strategy(strategy)
-    kinds = ["attn", "mlp"] if strategy == "joint" else [strategy]
-    pool = scores[scores["module"].isin(kinds)].sort_values(["score", "layer"])
-    if max_drop > len(pool):
-        raise ValueError(f"strategy {strategy!r} has only {len(pool)} scored modules, "
-                         f"max_drop={max_drop} asked")
-    steps = tuple(DropStep(i + 1, int(r.layer), str(r.module), float(r.score))
-                  for i, r in enumerate(pool.head(max_drop).itertuples()))
-    return DropPlan(strategy, "one_shot", steps)
-
-
-def iterative_plan(loaded: LoadedModel, tokens, strategy: str, max_drop: int,
-                   score_config=None) -> DropPlan:
-    """Drop the lowest-scoring candidate, re-score the pruned model, repeat (He et al.)."""
-    from analyses.redundancy.scores import similarity_scores
-
-    check_max_drop(loaded.cfg, check_strategy(strategy), max_drop)
-    drops, steps = DropSet(), []
-    for step in range(1, max_drop + 1):
-        pool = candidates(loaded.cfg, strategy, drops)
-        scores = similarity_scores(prune(loaded, drops), tokens, pool, drops, score_config)
-        best = scores.sort_values(["score", "layer"]).iloc[0]
-        steps.append(DropStep(step, int(best.layer), str(best.module), float(best.score)))
-        drops = drops.add(int(best.layer), str(best.module))
-    return DropPlan(strategy, "iterative", tuple(steps))
-
-
-def random_plan(cfg, strategy: str, max_drop: int, seed: int = 0) -> DropPlan:
-    """The random-drop baseline: ``max_drop`` candidates in a seeded random order."""
-    check_max_drop(cfg, check_strategy(strategy), max_drop)
-    pool = candidates(cfg, strategy)
-    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed)).tolist()
-    steps = tuple(DropStep(i + 1, pool[j].layer, pool[j].module, float("nan"))
-                  for i, j in enumerate(order[:max_drop]))
-    return DropPlan(strategy, f"random_{seed}", steps)

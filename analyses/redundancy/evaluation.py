@@ -11,7 +11,7 @@ table:
   neighbour among the built-in sentences is unchanged) and ``paraphrase_top1`` (fraction of
   paraphrase-group sentences whose nearest neighbour is from their own group).
 
-:func:`drop_curve` evaluates a :class:`~analyses.redundancy.dropping.DropPlan` after 0, 1, ...
+:func:`drop_curve` evaluates a :class:`~analyses.redundancy.plans.DropPlan` after 0, 1, ...
 drops;
 :func:`measure_speed` times the full and the pruned forward on the same inputs, interleaved,
 several repeats, and reports the medians.
@@ -32,7 +32,8 @@ from typing import NamedTuple
 import pandas as pd
 import torch
 
-from analyses.redundancy.dropping import DropPlan, prune
+from analyses.redundancy.dropping import prune
+from analyses.redundancy.plans import DropPlan
 from data.metrics import next_token_nll
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches, forward, pool_embedding, tokenize
@@ -189,8 +190,8 @@ def drop_curve(loaded: LoadedModel, plan: DropPlan, evaluate, seed: int = -1) ->
         last = plan.steps[n - 1] if n else None
         frames.append(metrics.assign(
             strategy=plan.strategy, mode=plan.mode, seed=seed, n_dropped=n,
-            last_dropped=f"{last.module}{last.layer}" if last else "",
-            dropped=",".join(f"{s.module}{s.layer}" for s in plan.steps[:n])))
+            last_dropped=f"{last.component}{last.layer}" if last else "",
+            dropped=",".join(f"{s.component}{s.layer}" for s in plan.steps[:n])))
     cols = ["strategy", "mode", "seed", "n_dropped", "last_dropped", "dropped", "metric", "value"]
     return pd.concat(frames, ignore_index=True)[cols]
 

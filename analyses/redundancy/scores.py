@@ -1,8 +1,8 @@
 """Similarity-based importance of attention, MLP and whole blocks (He et al. 2024).
 
-He et al., "What Matters in Transformers? Not All Attention is Needed" (2024), score a module
+He et al., "What Matters in Transformers? Not All Attention is Needed" (2024), score a component
 with input X and output Y (the output *includes* the residual) by
-``S = 1 - mean_t cos(X_t, Y_t)`` over calibration tokens; a low S means the module barely
+``S = 1 - mean_t cos(X_t, Y_t)`` over calibration tokens; a low S means the component barely
 changes the hidden state and is a candidate for dropping (:mod:`analyses.redundancy.dropping`).
 
 Where X and Y sit (the "droppable unit" definition)
@@ -19,20 +19,20 @@ A score must measure exactly the map that dropping replaces by the identity.
   ``hook_resid_pre``, Y = ln1's output) and the MLP unit is ``h -> ln2(h + mlp(h))`` (Y =
   ``hook_normalized_resid_post``, the block output). Dropping a unit removes the sublayer
   *and its LayerNorm* (DESIGN §7), so this Y -- not He et al.'s pre-LN sum ``r + attn(r)`` --
-  is what the next module would see change. The pre-LN sum variant is available as
+  is what the next component would see change. The pre-LN sum variant is available as
   ``definition="residual_sum"`` for comparison (BERT only; identical for pre-LN models);
   note MiniLM's pre-LN sums carry a massive dimension (~200) that dominates their cosine.
 
 TransformerLens' LayerNorm hook ``hook_normalized`` precedes the affine ``w, b``; the
-accumulator port applies ``x * w + b`` to recover the module output (a pure function).
+accumulator port applies ``x * w + b`` to recover the component output (a pure function).
 
-Scores are streamed: one :class:`CosineAccumulator` per module receives X and Y from two hooks
+Scores are streamed: one :class:`CosineAccumulator` per component receives X and Y from two hooks
 (its ``input`` / ``output`` ports follow the probes' ``update(tensor, mask)`` protocol), keeps
 a float64 running sum of per-token fp32 cosines over non-padding tokens, and nothing else --
 memory does not grow with the calibration set.
 
     >>> scores = similarity_scores(load_model("minilm"), tokenize(lm, sentences))
-    >>> scores.columns  # layer, module, score, mean_cos, n_tokens
+    >>> scores.columns  # layer, component, score, mean_cos, n_tokens
 """
 
 from __future__ import annotations
@@ -53,15 +53,15 @@ if TYPE_CHECKING:
     from probes.models import LoadedModel
 
 ModuleKind = Literal["attn", "mlp", "block"]
-MODULE_KINDS: tuple[str, ...] = ("attn", "mlp", "block")
+COMPONENT_KINDS: tuple[str, ...] = ("attn", "mlp", "block")
 DEFINITIONS = ("unit", "residual_sum")
 
 
-class ModuleRef(NamedTuple):
-    """One droppable module: ``layer`` index and ``module`` in attn | mlp | block."""
+class ComponentRef(NamedTuple):
+    """One droppable component: ``layer`` index and ``component`` in attn | mlp | block."""
 
     layer: int
-    module: str
+    component: str
 
 
 class HookRef(NamedTuple):
@@ -71,8 +71,8 @@ class HookRef(NamedTuple):
     affine: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-class ModuleIO(NamedTuple):
-    """Where a module's input X and output Y are read."""
+class ComponentIO(NamedTuple):
+    """Where a component's input X and output Y are read."""
 
     x: HookRef
     y: HookRef
@@ -122,13 +122,13 @@ class _Port:
 
 
 class CosineAccumulator:
-    """Streaming mean of cos(X_t, Y_t) over non-padding tokens for one module.
+    """Streaming mean of cos(X_t, Y_t) over non-padding tokens for one component.
 
     Register ``acc.input`` on X's hook and ``acc.output`` on Y's hook; X fires first in every
     forward pass and is held only until Y arrives. ``result()`` is a one-row table.
     """
 
-    def __init__(self, ref: ModuleRef, io: ModuleIO) -> None:
+    def __init__(self, ref: ComponentRef, io: ComponentIO) -> None:
         self.ref = ref
         self.input = _Port(self, "x", io.x.affine)
         self.output = _Port(self, "y", io.y.affine)
@@ -152,10 +152,10 @@ class CosineAccumulator:
 
     def result(self) -> pd.DataFrame:
         if self._count == 0:
-            raise ValueError(f"no tokens reached {self.ref}: was the module dropped?")
+            raise ValueError(f"no tokens reached {self.ref}: was the component dropped?")
         mean_cos = self._sum / self._count
         return pd.DataFrame([{
-            "layer": self.ref.layer, "module": self.ref.module, "score": 1.0 - mean_cos,
+            "layer": self.ref.layer, "component": self.ref.component, "score": 1.0 - mean_cos,
             "mean_cos": mean_cos, "n_tokens": self._count,
         }])
 
@@ -167,10 +167,10 @@ def _ln_affine(ln) -> tuple[torch.Tensor, torch.Tensor]:
     return ln.w.detach(), ln.b.detach()
 
 
-def module_io(model, ref: ModuleRef, drops: DropSet | None = None,
-              definition: str = "unit") -> ModuleIO:
+def component_io(model, ref: ComponentRef, drops: DropSet | None = None,
+              definition: str = "unit") -> ComponentIO:
     """Hook locations of ``ref``'s X and Y in ``model`` with ``drops`` already removed."""
-    layer, module = ref
+    layer, component = ref
     attn_gone = drops is not None and layer in drops.attn
     mlp_gone = drops is not None and layer in drops.mlp
     pre = HookRef(f"blocks.{layer}.hook_resid_pre")
@@ -178,10 +178,10 @@ def module_io(model, ref: ModuleRef, drops: DropSet | None = None,
         block = model.blocks[layer]
         if definition == "residual_sum":
             mid = HookRef(f"blocks.{layer}.hook_resid_mid")
-            if module == "mlp":  # the MLP's residual sum reads ln1's output
+            if component == "mlp":  # the MLP's residual sum reads ln1's output
                 pre = HookRef(f"blocks.{layer}.ln1.hook_normalized", _ln_affine(block.ln1))
             post = HookRef(f"blocks.{layer}.hook_resid_post")
-            return ModuleIO(pre, mid if module == "attn" else post)
+            return ComponentIO(pre, mid if component == "attn" else post)
         mid = pre if attn_gone else HookRef(f"blocks.{layer}.ln1.hook_normalized",
                                             _ln_affine(block.ln1))
         post = mid if mlp_gone else HookRef(f"blocks.{layer}.hook_normalized_resid_post")
@@ -189,17 +189,17 @@ def module_io(model, ref: ModuleRef, drops: DropSet | None = None,
         mid = HookRef(f"blocks.{layer}.hook_resid_post" if model.cfg.attn_only
                       else f"blocks.{layer}.hook_resid_mid")
         post = HookRef(f"blocks.{layer}.hook_resid_post")
-    return {"attn": ModuleIO(pre, mid), "mlp": ModuleIO(mid, post),
-            "block": ModuleIO(pre, post)}[module]
+    return {"attn": ComponentIO(pre, mid), "mlp": ComponentIO(mid, post),
+            "block": ComponentIO(pre, post)}[component]
 
 
-def all_modules(cfg, kinds: Sequence[str] = MODULE_KINDS) -> list[ModuleRef]:
-    """Every (layer, module) of a model config; attention-only models have no MLP."""
-    bad = [k for k in kinds if k not in MODULE_KINDS]
+def all_components(cfg, kinds: Sequence[str] = COMPONENT_KINDS) -> list[ComponentRef]:
+    """Every (layer, component) of a model config; attention-only models have no MLP."""
+    bad = [k for k in kinds if k not in COMPONENT_KINDS]
     if bad:
-        raise ValueError(f"unknown module kind(s) {bad}: use {MODULE_KINDS}")
+        raise ValueError(f"unknown component(s) {bad}: use {COMPONENT_KINDS}")
     has_mlp = not getattr(cfg, "attn_only", False)
-    return [ModuleRef(layer, k) for layer in range(cfg.n_layers) for k in kinds
+    return [ComponentRef(layer, k) for layer in range(cfg.n_layers) for k in kinds
             if k != "mlp" or has_mlp]
 
 
@@ -207,7 +207,7 @@ def all_modules(cfg, kinds: Sequence[str] = MODULE_KINDS) -> list[ModuleRef]:
 
 
 def stream_scores(loaded: LoadedModel, tokens: Tokens, accs: Sequence[CosineAccumulator],
-                  ios: Sequence[ModuleIO], batch_size: int) -> None:
+                  ios: Sequence[ComponentIO], batch_size: int) -> None:
     """Feed ``accs`` through the probes' scoped capture, one forward per batch (no cache)."""
     ports: dict[str, list] = {}
     for acc, io in zip(accs, ios, strict=True):
@@ -219,26 +219,26 @@ def stream_scores(loaded: LoadedModel, tokens: Tokens, accs: Sequence[CosineAccu
 
 
 def similarity_scores(
-    loaded: LoadedModel, tokens: Tokens, modules: Sequence[ModuleRef] | None = None,
+    loaded: LoadedModel, tokens: Tokens, components: Sequence[ComponentRef] | None = None,
     drops: DropSet | None = None, config: ScoreConfig | None = None,
 ) -> pd.DataFrame:
-    """He et al.'s importance ``1 - mean cos(X, Y)`` of each module, as a tidy table.
+    """He et al.'s importance ``1 - mean cos(X, Y)`` of each component, as a tidy table.
 
     ``loaded`` may be a pruned model (:func:`analyses.redundancy.dropping.prune`) with ``drops``
     its drop
-    set; dropped modules cannot be scored. Columns: layer, module, score, mean_cos, n_tokens.
+    set; dropped components cannot be scored. Columns: layer, component, score, mean_cos, n_tokens.
     """
     config = config or ScoreConfig()
-    modules = list(modules) if modules is not None else all_modules(loaded.cfg)
+    components = list(components) if components is not None else all_components(loaded.cfg)
     if drops is not None:
-        gone = [m for m in modules if drops.is_dropped(m.layer, m.module)]
+        gone = [m for m in components if drops.is_dropped(m.layer, m.component)]
         if gone:
-            raise ValueError(f"cannot score dropped modules {gone}")
-    ios = [module_io(loaded.model, m, drops, config.definition) for m in modules]
-    accs = [CosineAccumulator(m, io) for m, io in zip(modules, ios, strict=True)]
+            raise ValueError(f"cannot score dropped components {gone}")
+    ios = [component_io(loaded.model, m, drops, config.definition) for m in components]
+    accs = [CosineAccumulator(m, io) for m, io in zip(components, ios, strict=True)]
     stream_scores(loaded, tokens, accs, ios, config.batch_size)
     out = pd.concat([a.result() for a in accs], ignore_index=True)
-    return out.sort_values(["layer", "module"], ignore_index=True)
+    return out.sort_values(["layer", "component"], ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- He et al. check
@@ -261,7 +261,7 @@ class HeComparison:
 
 def he_comparison(scores: pd.DataFrame) -> HeComparison:
     """Compare a ``redundancy`` table (one definition) with He et al.'s reported ordering."""
-    wide = scores.pivot_table(index="layer", columns="module", values="score").sort_index()
+    wide = scores.pivot_table(index="layer", columns="component", values="score").sort_index()
     if "mlp" not in wide:
         raise ValueError("the model has no MLP sublayers: attention vs MLP cannot be compared")
     attn, mlp = wide["attn"], wide["mlp"]

@@ -18,7 +18,8 @@ from typing import NamedTuple
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analyses.redundancy.dropping import (
+from analyses.redundancy.evaluation import DropEvalConfig, drop_curve, make_evaluator, speed_table
+from analyses.redundancy.plans import (
     STRATEGIES,
     DropPlan,
     candidates,
@@ -27,7 +28,6 @@ from analyses.redundancy.dropping import (
     one_shot_plan,
     random_plan,
 )
-from analyses.redundancy.evaluation import DropEvalConfig, drop_curve, make_evaluator, speed_table
 from analyses.redundancy.scores import HeComparison, ScoreConfig, he_comparison, similarity_scores
 from probes.models import LoadedModel
 from probes.tokens import Tokens, tokenize
@@ -41,7 +41,7 @@ class RedundancyConfig:
     """One redundancy study."""
 
     strategies: tuple[str, ...] = ("joint",)  # drop strategies to run (attn|mlp|block|joint)
-    max_drop: int | None = None  # modules to drop per strategy (None: all it can)
+    max_drop: int | None = None  # components to drop per strategy (None: all it can)
     iterative: bool = False  # also run the iterative (re-scored) plan beside the one-shot one
     heads: bool = False  # also compute per-head importance
     timing_prompts: int = 32  # prompts in the timing set
@@ -61,7 +61,7 @@ class RedundancyConfig:
 
 
     def drop_counts(self, cfg) -> dict[str, int]:
-        """Modules to drop per strategy for a model config; ValueError if too many."""
+        """Components to drop per strategy for a model config; ValueError if too many."""
         return {s: check_max_drop(cfg, s, len(candidates(cfg, s)) if self.max_drop is None
                                   else self.max_drop) for s in self.strategies}
 
@@ -182,7 +182,7 @@ def write_run(run, result: RedundancyResult, figures: bool = True) -> None:
     run.update_manifest(
         he_comparison=asdict(result.comparison),
         plans=[{"strategy": p.strategy, "mode": p.mode,
-                "order": [f"{s.module}{s.layer}" for s in p.steps]} for p in result.plans])
+                "order": [f"{s.component}{s.layer}" for s in p.steps]} for p in result.plans])
     if figures:
         from analyses.reports.redundancy import report_html
 

@@ -21,7 +21,7 @@ def redundancy_page(result) -> pages.Page:
     curve = result.drop_curve
     sections = [
         ("Importance scores (low = redundant)", importance),
-        ("Performance vs dropped modules",
+        ("Performance vs dropped components",
          [figures.drop_curve_figure(curve, m) for m in curve["metric"].unique()]),
         ("Measured speedup", [figures.speedup_figure(result.speedup)]),
     ]

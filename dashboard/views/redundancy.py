@@ -1,4 +1,4 @@
-"""Redundancy page: importance scores (He et al. 2024), performance vs dropped modules, measured
+"""Redundancy page: importance scores (He et al. 2024), performance vs dropped components, measured
 speedup, head importance; figures from ``analyses.figures.redundancy``."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from data.store import StoreError
 
 st.title("Redundancy")
 st.caption("Importance S = 1 - mean cos(X, X + sublayer(LN(X))) over calibration tokens; "
-           "low S = redundant (He et al. 2024, 'What Matters in Transformers'). Dropped modules "
+           "low S = redundant (He et al. 2024, 'What Matters in Transformers'). Dropped components "
            "are skipped, so the speedup is measured, not estimated.")
 
 scores = state.load("redundancy", key="redundancy_run")
@@ -30,7 +30,7 @@ if scores is not None:
     if isinstance(comparison, dict) and comparison.get("verdict"):
         st.info(f"**Against He et al.:** {comparison['verdict']}")
 
-    st.header("Performance vs dropped modules")
+    st.header("Performance vs dropped components")
     curve = state.read_optional(run_id, "drop_curve")
     if curve is not None:
         metrics = sorted(curve.df["metric"].unique())

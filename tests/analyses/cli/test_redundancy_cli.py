@@ -33,7 +33,7 @@ def test_too_many_drops_is_refused(tmp_path, capsys):
     rc = main(["redundancy", "--runs-dir", str(tmp_path), "--model", "organism",
                "--strategy", "attn", "--max-drop", "99"])
     assert rc == 2
-    assert "can drop at most 4 modules" in capsys.readouterr().err
+    assert "can drop at most 4 components" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_cli_writes_a_complete_run(tmp_path):
 
 
 def _scores():
-    return pd.DataFrame({"layer": [0, 0, 0, 1, 1, 1], "module": ["attn", "mlp", "block"] * 2,
+    return pd.DataFrame({"layer": [0, 0, 0, 1, 1, 1], "component": ["attn", "mlp", "block"] * 2,
                          "score": [0.05, 0.2, 0.3, 0.01, 0.3, 0.4]})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analyses.redundancy.dropping import DropSet, one_shot_plan, prune
+from analyses.redundancy.dropping import DropSet, prune
 from analyses.redundancy.evaluation import (
     DropEvalConfig,
     EncoderEval,
@@ -15,6 +15,7 @@ from analyses.redundancy.evaluation import (
     measure_speed,
     nearest_neighbours,
 )
+from analyses.redundancy.plans import one_shot_plan
 from analyses.redundancy.scores import similarity_scores
 from probes.tokens import Tokens
 from tests.support.tiny import padded_tokens, tiny_decoder, tiny_encoder

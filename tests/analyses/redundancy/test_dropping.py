@@ -5,18 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analyses.redundancy.dropping import (
-    DroppedSublayer,
-    DropSet,
-    SkippedBlock,
+from analyses.redundancy.dropping import DroppedSublayer, DropSet, SkippedBlock, prune
+from analyses.redundancy.plans import (
     candidates,
     check_max_drop,
     iterative_plan,
     one_shot_plan,
-    prune,
     random_plan,
 )
-from analyses.redundancy.scores import ModuleRef, similarity_scores
+from analyses.redundancy.scores import ComponentRef, similarity_scores
 from probes.capture import capture
 from probes.hooks import hook_count
 from probes.tokens import forward
@@ -58,7 +55,7 @@ def test_dropped_sublayer_never_runs(make):
     fired = {n for n, c in counters.items() if c.calls}
     assert fired == {"blocks.0.attn.hook_z", "blocks.2.attn.hook_z", "blocks.1.mlp.hook_post"}
     assert hook_count(loaded.model) == 0
-    # the dropped modules' weights are not even part of the pruned model
+    # the dropped components' weights are not even part of the pruned model
     kept = {id(p) for p in pruned.model.parameters()}
     assert id(loaded.model.blocks[1].attn.W_Q) not in kept
     assert id(loaded.model.blocks[2].mlp.W_in) not in kept
@@ -155,7 +152,7 @@ def test_block_drop_skips_the_block_and_leaves_the_original_alone():
 
 def test_bad_requests_give_clear_errors():
     cfg = tiny_decoder().cfg  # 3 layers
-    with pytest.raises(ValueError, match="at most 3 modules.*max_drop=4"):
+    with pytest.raises(ValueError, match="at most 3 components.*max_drop=4"):
         check_max_drop(cfg, "attn", 4)
     assert check_max_drop(cfg, "joint", 6) == 6
     with pytest.raises(ValueError, match="at most 6"):
@@ -166,7 +163,7 @@ def test_bad_requests_give_clear_errors():
         check_max_drop(cfg, "mlp", -1)
     with pytest.raises(ValueError, match="model has 3 layers"):
         prune(tiny_decoder(), DropSet(attn={3}))
-    with pytest.raises(ValueError, match="unknown module"):
+    with pytest.raises(ValueError, match="unknown component"):
         DropSet().add(0, "ffn")
     with pytest.raises(ValueError, match="sequential pre-LN"):
         prune(tiny_decoder(parallel_attn_mlp=True), DropSet())
@@ -176,9 +173,9 @@ def test_one_shot_and_iterative_plans():
     loaded, tokens = tiny_decoder(), padded_tokens()
     scores = similarity_scores(loaded, tokens)
     plan = one_shot_plan(scores, "joint", 4)
-    pool = scores[scores.module != "block"].sort_values("score")
-    assert [(s.layer, s.module) for s in plan.steps] == list(
-        zip(pool.layer[:4], pool.module[:4], strict=True))
+    pool = scores[scores.component != "block"].sort_values("score")
+    assert [(s.layer, s.component) for s in plan.steps] == list(
+        zip(pool.layer[:4], pool.component[:4], strict=True))
     it = iterative_plan(loaded, tokens, "joint", 3)
     assert it.steps[0][1:] == plan.steps[0][1:]
     drops = it.drop_sets()
@@ -187,11 +184,11 @@ def test_one_shot_and_iterative_plans():
         rescored = similarity_scores(prune(loaded, before), tokens,
                                      candidates(loaded.cfg, "joint", before), before)
         assert rescored.score.min() == pytest.approx(step.score)
-        earlier = {(s.layer, s.module) for s in it.steps[: step.step - 1]}
-        assert (step.layer, step.module) not in earlier
+        earlier = {(s.layer, s.component) for s in it.steps[: step.step - 1]}
+        assert (step.layer, step.component) not in earlier
     blocks = one_shot_plan(scores, "block", 2).drop_sets()[-1]
     assert len(blocks.attn) == 2 and blocks.attn == blocks.mlp
     rnd = random_plan(loaded.cfg, "mlp", 3, seed=1)
     assert sorted(s.layer for s in rnd.steps) == [0, 1, 2]
-    assert candidates(loaded.cfg, "attn", DropSet(attn={0})) == [ModuleRef(1, "attn"),
-                                                                 ModuleRef(2, "attn")]
+    assert candidates(loaded.cfg, "attn", DropSet(attn={0})) == [ComponentRef(1, "attn"),
+                                                                 ComponentRef(2, "attn")]

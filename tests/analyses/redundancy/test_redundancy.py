@@ -8,10 +8,10 @@ import torch
 
 from analyses.redundancy.dropping import DropSet, prune
 from analyses.redundancy.scores import (
+    ComponentIO,
+    ComponentRef,
     CosineAccumulator,
     HookRef,
-    ModuleIO,
-    ModuleRef,
     ScoreConfig,
     similarity_scores,
 )
@@ -30,9 +30,9 @@ def _direct_decoder(loaded, tokens) -> dict:
     out = {}
     for layer in range(loaded.cfg.n_layers):
         pre, mid, post = (cache[f"blocks.{layer}.hook_resid_{k}"] for k in ("pre", "mid", "post"))
-        for module, (x, y) in {"attn": (pre, mid), "mlp": (mid, post),
+        for component, (x, y) in {"attn": (pre, mid), "mlp": (mid, post),
                                "block": (pre, post)}.items():
-            out[(layer, module)] = 1 - _direct_cos(x, y, tokens.attention_mask)
+            out[(layer, component)] = 1 - _direct_cos(x, y, tokens.attention_mask)
     return out
 
 
@@ -50,13 +50,13 @@ def _direct_encoder(loaded, tokens) -> dict:
                                            b.ln1.b, loaded.cfg.eps)
         post = torch.nn.functional.layer_norm(cache[f"blocks.{layer}.hook_resid_post"], d,
                                               b.ln2.w, b.ln2.b, loaded.cfg.eps)
-        for module, (x, y) in {"attn": (pre, h), "mlp": (h, post), "block": (pre, post)}.items():
-            out[(layer, module)] = 1 - _direct_cos(x, y, tokens.attention_mask)
+        for component, (x, y) in {"attn": (pre, h), "mlp": (h, post), "block": (pre, post)}.items():
+            out[(layer, component)] = 1 - _direct_cos(x, y, tokens.attention_mask)
     return out
 
 
 def _as_dict(scores: pd.DataFrame) -> dict:
-    return {(int(r.layer), r.module): r.score for r in scores.itertuples()}
+    return {(int(r.layer), r.component): r.score for r in scores.itertuples()}
 
 
 @pytest.mark.parametrize("make,direct", [(tiny_decoder, _direct_decoder),
@@ -74,7 +74,7 @@ def test_scores_match_run_with_cache(make, direct):
 def test_table_is_tidy_and_counts_only_real_tokens():
     loaded, tokens = tiny_decoder(), padded_tokens()
     scores = similarity_scores(loaded, tokens)
-    assert list(scores.columns[:3]) == ["layer", "module", "score"]
+    assert list(scores.columns[:3]) == ["layer", "component", "score"]
     assert len(scores) == 3 * loaded.cfg.n_layers
     assert (scores["n_tokens"] == int(tokens.attention_mask.sum())).all()
     assert (scores["score"] - (1 - scores["mean_cos"])).abs().max() < 1e-12
@@ -89,7 +89,7 @@ def test_padding_and_batching_do_not_change_scores(make):
 
 
 def test_accumulator_masks_padding():
-    acc = CosineAccumulator(ModuleRef(0, "attn"), ModuleIO(HookRef("x"), HookRef("y")))
+    acc = CosineAccumulator(ComponentRef(0, "attn"), ComponentIO(HookRef("x"), HookRef("y")))
     x = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [5.0, 5.0]]])  # (batch=1, pos=3, d=2)
     y = torch.tensor([[[0.0, 2.0], [3.0, 0.0], [-5.0, -5.0]]])
     mask = torch.tensor([[True, True, False]])  # the last (anti-parallel) token is padding
@@ -104,14 +104,14 @@ def test_scores_on_pruned_model_follow_the_unit_chain():
     loaded, tokens = tiny_encoder(), padded_tokens()
     drops = DropSet(attn={1})
     pruned = prune(loaded, drops)
-    got = _as_dict(similarity_scores(pruned, tokens, [ModuleRef(1, "mlp")], drops))
+    got = _as_dict(similarity_scores(pruned, tokens, [ComponentRef(1, "mlp")], drops))
     _, cache = pruned.model.run_with_cache(tokens.ids,
                                            one_zero_attention_mask=tokens.attention_mask)
     x, y = cache["blocks.1.hook_resid_pre"], cache["blocks.1.hook_normalized_resid_post"]
     assert got[(1, "mlp")] == pytest.approx(1 - _direct_cos(x, y, tokens.attention_mask),
                                             abs=2e-6)
     with pytest.raises(ValueError, match="cannot score dropped"):
-        similarity_scores(pruned, tokens, [ModuleRef(1, "attn")], drops)
+        similarity_scores(pruned, tokens, [ComponentRef(1, "attn")], drops)
 
 
 def test_bad_config_is_refused():
