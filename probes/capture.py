@@ -69,14 +69,18 @@ class Capture:
             self._mask, self._ctx = None, {}
             self.n_batches += 1
 
-    def forward(self, tokens: Tokens, prompt_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Run ``tokens`` through the model (with its padding mask) under this capture."""
+    def forward(self, tokens: Tokens, prompt_index: torch.Tensor | None = None,
+                **kwargs: Any) -> torch.Tensor:
+        """Run ``tokens`` through the model (with its padding mask) under this capture.
+
+        Extra keyword arguments go to :func:`probes.tokens.forward` (e.g. ``stop_at_layer``).
+        """
         if self.loaded is None:
             raise TypeError("Capture.forward needs capture() to be given a LoadedModel; with a "
                             "bare model, call the model yourself inside `with cap.batch(mask):`")
         mask = tokens.attention_mask.to(self.loaded.cfg.device)
         with self.batch(mask, prompt_index=prompt_index, str_tokens=tokens.str_tokens):
-            return forward(self.loaded, tokens)
+            return forward(self.loaded, tokens, **kwargs)
 
     def _hook_fn(self, name: str, accs: list[Any]):
         layer = hook_layer(name)
@@ -143,8 +147,13 @@ def stream(
     """
     tokens = tokenize(loaded, prompts, max_len=max_len)
     n_batches = (len(tokens.lengths) + batch_size - 1) // max(batch_size, 1)
+    # Nobody reads the logits: when every hook is inside a block, a decoder stops after the
+    # last block (the unembedding is ~30% of SmolLM2's forward, with its 49152-token vocabulary).
+    skip = ({"stop_at_layer": loaded.cfg.n_layers}
+            if not loaded.is_encoder and all(hook_layer(name) is not None for name in hooks)
+            else {})
     with capture(loaded, hooks) as cap, torch.inference_mode():
         it = length_sorted_batches(tokens, batch_size)
         for batch, idx in tqdm(it, total=n_batches, disable=not progress, desc="capture"):
-            cap.forward(batch, prompt_index=idx)
+            cap.forward(batch, prompt_index=idx, **skip)
     return n_batches

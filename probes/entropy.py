@@ -17,6 +17,17 @@ Thm 3.1): the entropy of a softmax over T logits whose centred vector has norm s
   attn_scale and sigma_x = ||X~ X~^T||_2 over the sequence's attention inputs X. The query bias
   is folded in as W~_Q = [W_Q; b_Q], X~ = [X, 1] (the key bias only shifts a query's logits by a
   constant, which softmax ignores), so s >= s_i and bound(s, n_i) is a valid, looser bound.
+- rotary positions (Llama, SmolLM2) rotate q_i and k_j by position-dependent rotations, so the
+  logits are no longer x~_i^T M x~_j for one matrix M and the Gram form above is *not* a bound
+  (tests/probes/test_probes_gqa.py has a 3-token counterexample). What holds is
+  |a_ij| <= ||q_i|| ||k_j|| / attn_scale, hence s_i <= ||W~_Q||_2 ||W~_K||_2 / attn_scale *
+  max_i ||x~_i|| ||X~||_F, with W~_K = [W_K; b_K] (a rotated key bias is not constant in j).
+
+Attention inputs X are ``ln1(resid_pre)`` of a pre-norm decoder (LayerNorm or RMSNorm, with its
+weight), the block input itself for BERT. With grouped-query attention (GQA) TransformerLens
+stores one W_K per key/value head (``attn._W_K``, (kv_head, d_model, d_head)); query head h uses
+KV head h // (head / kv_head) (``repeat_interleave``, as the ``W_K`` property and the forward
+do). The hooks already carry one pattern per query head.
 
 TransformerLens has the patterns but no entropy statistics; this module adds them as a
 streaming accumulator (memory independent of the number of prompts).
@@ -97,32 +108,71 @@ def centred_logit_norm(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Ten
     return dev.square_().sum(-1).double().sqrt()  # float32 sum of <= T squares: rel. err ~1e-6
 
 
-def head_logit_sigma(model: Any, layer: int) -> torch.Tensor | None:
-    """(head,) sigma_h = ||[W_Q; b_Q] W_K^T||_2 / attn_scale, or None where it is no bound.
+def _key_weights(attn: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """W_K (kv_head, d_model, d_head) and b_K (kv_head, d_head) as stored, and query heads per KV.
 
-    Rotary embeddings rotate q and k, so there sigma_h = ||[W_Q; b_Q]||_2 ||W_K||_2 / scale
-    (rotations have norm 1). Other position schemes (ALiBi, relative bias), QK-norm and
-    attention sinks change the logits in ways the weights alone do not bound: None.
+    GQA (``GroupedQueryAttention``) stores one key projection per KV head in ``_W_K``/``_b_K``;
+    its ``W_K`` property repeats them per query head. Plain attention has one per query head.
+    """
+    if hasattr(attn, "_W_K") and hasattr(attn, "repeat_kv_heads"):
+        return attn._W_K, attn._b_K, int(attn.repeat_kv_heads)
+    return attn.W_K, attn.b_K, 1
+
+
+def _r_factor(w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """(head, d_model, d_head) weight and (head, d_head) bias -> R of the thin QR of [W; b].
+
+    ||A B^T||_2 = ||R_A R_B^T||_2 and ||A||_2 = ||R_A||_2: a (d_head, d_head) problem per head
+    instead of a (d_model + 1, d_model + 1) one. ``b`` None: the QR of W alone.
+    """
+    aug = w.detach().double()
+    if b is not None:
+        aug = torch.cat([aug, b.detach().double()[:, None, :]], 1)
+    return torch.linalg.qr(aug).R  # (head, d_head, d_head)
+
+
+def is_rotary(model: Any) -> bool:
+    """Whether the model rotates q and k by position (then the weight bound takes Frobenius)."""
+    return getattr(model.cfg, "positional_embedding_type", "standard") == "rotary"
+
+
+def head_logit_sigma(model: Any, layer: int) -> torch.Tensor | None:
+    """(head,) sigma_h of the weight bound (module docstring), or None where it is no bound.
+
+    Standard positions: sigma_h = ||[W_Q; b_Q] W_K^T||_2 / attn_scale (the key bias drops out).
+    Rotary: sigma_h = ||[W_Q; b_Q]||_2 ||[W_K; b_K]||_2 / attn_scale (rotations have norm 1;
+    pair it with :func:`input_rotary_norm`). With GQA, head h's keys are KV head h // group.
+    Other position schemes (ALiBi, relative bias), QK-norm, log-n query scaling and attention
+    sinks change the logits in ways the weights alone do not bound: None.
     """
     cfg = model.cfg
     pos_type = getattr(cfg, "positional_embedding_type", "standard")
     if (pos_type not in ("standard", "shortformer", "rotary") or getattr(cfg, "use_qk_norm", False)
+            or getattr(cfg, "use_logn_attn", False)
             or getattr(cfg, "use_attention_sinks", False)):
         return None
     attn = model.blocks[layer].attn
-    w_q = attn.W_Q.detach().double()  # (head, d_model, d_head)
-    w_k = attn.W_K.detach().double()  # (head, d_model, d_head)
-    b_q = attn.b_Q.detach().double()  # (head, d_head)
-    w_q_aug = torch.cat([w_q, b_q[:, None, :]], 1)  # (head, d_model + 1, d_head)
-    # Thin QR, A = Q_A R_A: ||A B^T||_2 = ||R_A R_B^T||_2, a d_head x d_head problem instead
-    # of a (d_model+1) x d_model SVD per head.
-    r_q = torch.linalg.qr(w_q_aug).R  # (head, d_head, d_head)
-    r_k = torch.linalg.qr(w_k).R  # (head, d_head, d_head)
+    r_q = _r_factor(attn.W_Q, attn.b_Q)  # (head, d_head, d_head)
+    w_k, b_k, group = _key_weights(attn)
     if pos_type == "rotary":
-        sig = torch.linalg.matrix_norm(r_q, 2) * torch.linalg.matrix_norm(r_k, 2)
+        r_k = _r_factor(w_k, b_k)  # (kv_head, d_head, d_head)
+        k_norm = torch.linalg.matrix_norm(r_k, 2).repeat_interleave(group)  # (head,)
+        sig = torch.linalg.matrix_norm(r_q, 2) * k_norm
     else:
+        r_k = _r_factor(w_k).repeat_interleave(group, dim=0)  # (head, d_head, d_head); b_K
+        # only shifts a query's logits by a constant here
         sig = torch.linalg.matrix_norm(r_q @ r_k.transpose(1, 2), 2)
     return sig / float(attn.attn_scale)
+
+
+def _augmented_inputs(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(batch, pos, d_model) -> (batch, pos, d_model + 1) X~ = [X, 1], padded rows zeroed."""
+    x = x.float()
+    ones = torch.ones(*x.shape[:2], 1, dtype=x.dtype, device=x.device)
+    xt = torch.cat([x, ones], -1)  # (batch, pos, d_model + 1)
+    if mask is not None:
+        xt = xt * mask.to(xt.device, xt.dtype)[..., None]
+    return xt
 
 
 def input_gram_norm(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -130,15 +180,21 @@ def input_gram_norm(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
     Padded rows are zeroed, so each sequence's value covers its real tokens only.
     """
-    x = x.float()
-    ones = torch.ones(*x.shape[:2], 1, dtype=x.dtype, device=x.device)
-    xt = torch.cat([x, ones], -1)  # (batch, pos, d_model + 1)
-    if mask is not None:
-        xt = xt * mask.to(xt.device, xt.dtype)[..., None]
+    xt = _augmented_inputs(x, mask)
     small = xt @ xt.transpose(1, 2) if xt.shape[1] <= xt.shape[2] else xt.transpose(1, 2) @ xt
     # Gram in float32 (the costly part), eigenvalues in float64; the 1e-5 relative margin
     # keeps sigma_x an upper bound despite float32 rounding (so the bound stays valid).
     return torch.linalg.eigvalsh(small.double())[:, -1].clamp_min(0.0) * (1 + 1e-5)
+
+
+def input_rotary_norm(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(batch, pos, d_model) -> (batch,) max_i ||x~_i|| * ||X~||_F, the rotary sigma_x.
+
+    Over each sequence's real rows (module docstring: with rotary positions the Gram norm is
+    not a bound). Row norms in float64, so no rounding margin is needed beyond 1e-9.
+    """
+    sq = _augmented_inputs(x, mask).double().square().sum(-1)  # (batch, pos)
+    return (sq.amax(-1) * sq.sum(-1)).sqrt() * (1 + 1e-9)
 
 
 class EntropyAccumulator:
@@ -154,6 +210,7 @@ class EntropyAccumulator:
         self.n_heads = model.cfg.n_heads
         self.causal = model.cfg.attention_dir == "causal"
         self.sigma = head_logit_sigma(model, layer) if config.weight_bound else None
+        self._input_norm = input_rotary_norm if is_rotary(model) else input_gram_norm
         # Attention input X: a pre-LN decoder normalises resid_pre with ln1; BERT (HookedEncoder)
         # feeds resid_pre (already post-LN) to attention directly.
         from transformer_lens import HookedTransformer
@@ -178,7 +235,7 @@ class EntropyAccumulator:
         hook = ctx.get("hook", "")
         if hook.endswith("hook_resid_pre"):
             x = self._ln(tensor) if self._ln is not None else tensor  # (batch, pos, d_model)
-            self._sigma_x = input_gram_norm(x, mask)
+            self._sigma_x = self._input_norm(x, mask)
         elif hook.endswith("hook_attn_scores"):
             b, _, q, k = tensor.shape
             self._s = centred_logit_norm(tensor, allowed_keys(mask, b, q, k, self.causal,

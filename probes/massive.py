@@ -54,10 +54,11 @@ class SequenceMagnitudes:
         if mask is not None:
             mag = mag * mask.to(mag.device, mag.dtype)[..., None]  # padded -> 0, never a top
         self.mag = mag
-        real = (torch.ones(mag.shape[:2], dtype=torch.bool, device=mag.device) if mask is None
-                else mask.bool().to(mag.device))
-        # lower median over each sequence's real (pos, d_model) entries
-        self.median = torch.stack([mag[b][real[b]].median() for b in range(mag.shape[0])])
+        # lower median over each sequence's real (pos, d_model) entries, in one call: padded
+        # entries become NaN, which nanmedian skips (no Python loop over the sequences)
+        real = mag if mask is None else mag.masked_fill(~mask.bool().to(mag.device)[..., None],
+                                                         float("nan"))
+        self.median = real.flatten(1).nanmedian(1).values  # (batch,)
         top = mag.flatten(1).topk(min(2, mag[0].numel()), dim=1).values  # (batch, 2)
         self.top1 = top[:, 0]
         self.top2 = top[:, -1]

@@ -6,6 +6,10 @@ from ``hook_z`` alone: ||z_h W_O^h||^2 = z_h (W_O^h W_O^h^T) z_h^T, a d_head x d
 head, so nothing of size (pos, head, d_model) is ever built. Statistics over real tokens are
 streamed (:class:`probes.accumulators.RunningMoments`).
 
+With grouped-query attention (GQA) key/value heads are shared, but ``hook_z`` and W_O are
+per query head (TransformerLens repeats v per query head before the pattern is applied), so
+the statistic is per query head there too.
+
 Table ``head_norms``: layer, head (-1 = the whole attention layer's output incl. b_O), stat
 (mean | std | min | max | count), value.
 """
@@ -20,19 +24,31 @@ import torch
 from probes.accumulators import HookPlan, RunningMoments, real_rows
 
 
+def output_gram(w_o: torch.Tensor) -> torch.Tensor:
+    """(head, d_head, d_model) W_O -> (head, d_head, d_head) W_O^h W_O^h^T."""
+    return torch.einsum("hdm,hem->hde", w_o, w_o)
+
+
+def gram_norms(z: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """(..., head, d_head) z and (head, d_head, d_head) Gram -> (..., head) sqrt(z G z^T)."""
+    zg = torch.einsum("...hd,hde->...he", z, gram.to(z.dtype))  # (..., head, d_head)
+    return (zg * z).sum(-1).clamp_min(0).sqrt()
+
+
 def head_output_norms(z: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
     """(..., head, d_head) z and (head, d_head, d_model) W_O -> (..., head) ||z_h W_O^h||."""
-    gram = torch.einsum("hdm,hem->hde", w_o, w_o).to(z.dtype)  # (head, d_head, d_head)
-    sq = torch.einsum("...hd,hde,...he->...h", z, gram, z)
-    return sq.clamp_min(0).sqrt()
+    return gram_norms(z, output_gram(w_o))
 
 
 class HeadNormAccumulator:
-    """Per-head output norms of one layer (from ``blocks.L.attn.hook_z``)."""
+    """Per-head output norms of one layer (from ``blocks.L.attn.hook_z``).
+
+    The Gram W_O^h W_O^h^T is computed once, not per batch.
+    """
 
     def __init__(self, model: Any, layer: int):
         self.layer = layer
-        self.w_o = model.blocks[layer].attn.W_O.detach()  # (head, d_head, d_model)
+        self.gram = output_gram(model.blocks[layer].attn.W_O.detach())  # (head, d_head, d_head)
         self.moments = RunningMoments(name=f"head norms L{layer}")
 
     def hook_name(self) -> str:
@@ -40,7 +56,7 @@ class HeadNormAccumulator:
 
     def update(self, tensor: torch.Tensor, mask: torch.Tensor | None, **ctx: Any) -> None:
         z = real_rows(tensor, mask)  # (n, head, d_head)
-        self.moments.add(head_output_norms(z, self.w_o.to(z.device)))
+        self.moments.add(gram_norms(z, self.gram.to(z.device)))
 
     def result(self) -> pd.DataFrame:
         return _norm_table(self.moments, self.layer, heads=None)

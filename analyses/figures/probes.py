@@ -10,6 +10,8 @@ columns it needs (clear ``ValueError`` otherwise) and never reads files or runs 
     massive_dims_figure(run.read_table("massive"))      # which (layer, dim) carry them
     massive_top_table(run.read_table("massive"))        # (dim, token) summary DataFrame
     head_norms_heatmap(run.read_table("head_norms"))
+    sinks_heatmap(run.read_table("sinks"), epsilon=0.3)  # layer x head, sink heads marked
+    sink_rate_figure(run.read_table("sink_rate"))       # share of sink heads per layer
     emergence_figure(observed, fitted)                  # r(t) over training + fitted curve
     attention_pattern_figure(pattern_frame(pattern, tokens))
 """
@@ -31,6 +33,10 @@ ENTROPY_HOVER_STATS = ("mean", "norm_mean", "min", "bound_mean", "weight_bound_m
                        "bound_violations", "collapsed")
 #: Columns of the per-head statistics tables (``entropy``, ``head_norms``).
 HEAD_STAT_COLUMNS = ("layer", "head", "stat", "value")
+#: Stats of the ``sinks`` table shown in the sink heatmap's hover text when present.
+SINK_HOVER_STATS = ("sink_score", "delimiter_score", "n_queries")
+#: Columns of the ``sink_rate`` table.
+SINK_RATE_COLUMNS = ("layer", "value", "n_heads", "epsilon")
 #: Columns of the ``massive`` table the massive-activation views read.
 MASSIVE_COLUMNS = ("layer", "position", "token", "dim", "value", "ratio")
 
@@ -49,6 +55,33 @@ def _stat_grid(df: pd.DataFrame, stat: str) -> pd.DataFrame:
     return layer_head_grid(_stat_rows(df, stat))
 
 
+def _stat_hover(df: pd.DataFrame, names: Sequence[str]):
+    """``hover_extra`` for :func:`layer_head_heatmap`: ``<br>stat: value`` per present stat."""
+    present = [n for n in names if n in set(df["stat"])]
+
+    def hover(grid: pd.DataFrame) -> np.ndarray:
+        out = np.full(grid.shape, "", dtype=object)
+        for name in present:
+            part = _stat_grid(df, name).reindex(index=grid.index, columns=grid.columns)
+            out = out + np.vectorize(lambda v, n=name: f"<br>{n}: {v:.3g}")(part.to_numpy())
+        return out
+
+    return hover
+
+
+def _mark_heads(fig: go.Figure, rows: pd.DataFrame, name: str, what: str,
+                marker: dict) -> go.Figure:
+    """Add one marker per (layer, head) row of ``rows`` on a layer x head heatmap."""
+    rows = rows.sort_values(["layer", "head"])
+    fig.add_trace(go.Scatter(
+        x=[str(h) for h in rows["head"]], y=[str(la) for la in rows["layer"]],
+        text=row_labels(rows), mode="markers", name=name, marker=marker,
+        hovertemplate="%{text}: " + what + "<extra></extra>",
+    ))
+    fig.update_layout(legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
 def entropy_heatmap(df: pd.DataFrame, stat: str = "norm_mean") -> go.Figure:
     """Layer x head heatmap of one entropy statistic; heads in collapse are marked with x.
 
@@ -56,26 +89,13 @@ def entropy_heatmap(df: pd.DataFrame, stat: str = "norm_mean") -> go.Figure:
     (Zhai et al. 2023, Thm 3.1) when the table carries ``bound_mean``.
     """
     require_columns(df, HEAD_STAT_COLUMNS, "entropy_heatmap")
-    stats = set(df["stat"])
-
-    def hover(grid: pd.DataFrame) -> np.ndarray:
-        out = np.full(grid.shape, "", dtype=object)
-        for name in (n for n in ENTROPY_HOVER_STATS if n in stats):
-            part = _stat_grid(df, name).reindex(index=grid.index, columns=grid.columns)
-            out = out + np.vectorize(lambda v, n=name: f"<br>{n}: {v:.3g}")(part.to_numpy())
-        return out
-
     fig = layer_head_heatmap(_stat_rows(df, stat), title=f"Attention entropy ({stat}) per head",
-                             colorbar_title=stat, hover_extra=hover, what="entropy_heatmap")
-    if "collapsed" in stats:
+                             colorbar_title=stat, hover_extra=_stat_hover(df, ENTROPY_HOVER_STATS),
+                             what="entropy_heatmap")
+    if "collapsed" in set(df["stat"]):
         flags = _stat_rows(df, "collapsed")
-        flags = flags[flags["value"] > 0].sort_values(["layer", "head"])
-        fig.add_trace(go.Scatter(
-            x=[str(h) for h in flags["head"]], y=[str(la) for la in flags["layer"]],
-            text=row_labels(flags), mode="markers", name="entropy collapse",
-            marker={"symbol": "x", "size": 12, "color": "red", "line": {"width": 1}},
-            hovertemplate="%{text}: collapsed<extra></extra>",
-        ))
+        _mark_heads(fig, flags[flags["value"] > 0], "entropy collapse", "collapsed",
+                    {"symbol": "x", "size": 12, "color": "red", "line": {"width": 1}})
     fig.update_layout(legend={"orientation": "h", "y": -0.15})
     return fig
 
@@ -168,6 +188,53 @@ def head_norms_heatmap(df: pd.DataFrame, stat: str = "mean") -> go.Figure:
     return layer_head_heatmap(_stat_rows(df, stat), title=f"Per-head output norm ({stat})",
                               colorbar_title=f"{stat} norm", colorscale="Blues", fmt=".4g",
                               what="head_norms_heatmap")
+
+
+def sinks_heatmap(df: pd.DataFrame, stat: str = "sink_score",
+                  epsilon: float | None = None) -> go.Figure:
+    """Layer x head heatmap of a ``sinks`` statistic on a fixed 0..1 colour scale.
+
+    ``sink_score`` is a head's mean attention from its queries i > 0 to position 0 (BOS or
+    [CLS]; Gu et al. 2024). With ``epsilon`` (the run's ``sink_rate`` threshold) the sink
+    heads, score > epsilon, are marked with a circle. Hover: score, delimiter score, queries.
+    """
+    require_columns(df, HEAD_STAT_COLUMNS, "sinks_heatmap")
+    fig = layer_head_heatmap(_stat_rows(df, stat), title=f"Attention sinks ({stat}) per head",
+                             colorbar_title=stat, colorscale="Purples",
+                             hover_extra=_stat_hover(df, SINK_HOVER_STATS), what="sinks_heatmap")
+    fig.update_traces(zmin=0.0, zmax=1.0, selector={"type": "heatmap"})
+    if epsilon is not None:
+        scores = _stat_rows(df, "sink_score")
+        _mark_heads(fig, scores[scores["value"] > epsilon], f"sink head (score > {epsilon:g})",
+                    "sink head", {"symbol": "circle-open", "size": 12, "color": "orange",
+                                  "line": {"width": 2}})
+    return fig
+
+
+def sink_rate_figure(df: pd.DataFrame) -> go.Figure:
+    """Bars: share of each layer's heads with sink score > epsilon; dashed: the whole model.
+
+    ``df`` is the ``sink_rate`` table (layer -1 is the model-wide rate).
+    """
+    require_columns(df, SINK_RATE_COLUMNS, "sink_rate_figure")
+    layers = df[df["layer"] >= 0].sort_values("layer")
+    if layers.empty:
+        raise ValueError("sink_rate_figure: no per-layer rows (layer >= 0) in the table")
+    eps = float(df["epsilon"].iloc[0])
+    fig = go.Figure(go.Bar(
+        x=layers["layer"], y=layers["value"], name="per layer",
+        customdata=layers["n_heads"],
+        hovertemplate="layer %{x}<br>sink rate %{y:.3f} of %{customdata} heads<extra></extra>",
+    ))
+    whole = df[df["layer"] == -1]
+    if not whole.empty:
+        rate = float(whole["value"].iloc[0])
+        fig.add_hline(y=rate, line_dash="dash", line_color="grey",
+                      annotation_text=f"all heads: {rate:.2f}")
+    fig.update_layout(title=f"Sink rate per layer (share of heads with sink score > {eps:g})",
+                      xaxis_title="layer", yaxis_title="share of heads",
+                      yaxis={"range": [0, 1.05]}, xaxis={"dtick": 1})
+    return fig
 
 
 def emergence_figure(observed: pd.DataFrame, fitted: pd.DataFrame | None = None) -> go.Figure:

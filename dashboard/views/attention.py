@@ -1,5 +1,6 @@
-"""Attention page: entropy per head (collapse flags, lower bound), head output norms, and a
-live attention-pattern viewer for a prompt typed here."""
+"""Attention page: entropy per head (collapse flags, lower bound), head output norms,
+attention sinks (sink score per head, sink rate per layer), and a live attention-pattern
+viewer for a prompt typed here."""
 
 from __future__ import annotations
 
@@ -44,6 +45,30 @@ if norms is not None:
                          index=norm_stats.index("mean") if "mean" in norm_stats else 0,
                          key="attn_norm_stat")
     st.plotly_chart(pf.head_norms_heatmap(norms.df, stat=nstat), key="head_norms")
+
+st.header("Attention sinks")
+st.caption("Sink score = a head's mean attention from its queries i > 0 to position 0 (BOS or "
+           "[CLS]); o = sink head, score above the run's epsilon. Sink rate = the share of "
+           "heads that are sink heads (Gu et al. 2024, epsilon 0.3).")
+sinks = state.load("sinks", key="attn_sinks_run")
+if sinks is not None:
+    rate = state.read_optional(sinks.run_id, "sink_rate")
+    epsilon = float(rate.df["epsilon"].iloc[0]) if rate is not None else None
+    st.plotly_chart(pf.sinks_heatmap(sinks.df, epsilon=epsilon), key="sinks_heatmap")
+    if rate is not None:
+        st.plotly_chart(pf.sink_rate_figure(rate.df), key="sink_rate")
+    scores = sinks.df[(sinks.df["stat"] == "sink_score") & (sinks.df["head"] >= 0)]
+    s1, s2 = st.columns(2)
+    if rate is not None and (rate.df["layer"] == -1).any():
+        whole = rate.df[rate.df["layer"] == -1].iloc[0]
+        s1.metric("Sink rate (all heads)", f"{whole['value']:.2f}",
+                  help=f"{round(whole['value'] * whole['n_heads'])} of {int(whole['n_heads'])} "
+                       f"heads put more than {whole['epsilon']:g} of their attention on "
+                       "position 0.")
+    if scores["value"].notna().any():
+        top = scores.loc[scores["value"].idxmax()]
+        s2.metric("Strongest sink head", head_label(top["layer"], top["head"]),
+                  f"{top['value']:.2f} on position 0", delta_color="off")
 
 st.header("Attention patterns for your prompt")
 default_model = (entropy.model if entropy is not None and entropy.model else "minilm")

@@ -7,9 +7,11 @@ an empty store and broken runs give a "how to produce it" message with the CLI c
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -26,6 +28,7 @@ from tests.support.store import (
     build_fixture_store,
     massive_summary_table,
     massive_table,
+    sinks_table,
 )
 
 APP = str(app_path())
@@ -100,13 +103,39 @@ def test_attention_page_shows_entropy_and_norms(store_root, monkeypatch):
     at = open_page(store_root, "views/attention.py", monkeypatch)
     assert_clean(at)
     charts = plotly_charts(at)
-    assert len(charts) == 3  # entropy heatmap, entropy-vs-bound, head norms
+    assert len(charts) == 5  # entropy heatmap, entropy-vs-bound, head norms, sinks, sink rate
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Heads in entropy collapse"] == "1"  # the fixture has one collapsed head
     assert metrics["Queries below the bound"] == "0"
     assert metrics["Lowest normalised entropy"] == "0.050"
     # nothing ran on page load: no pattern chart until a prompt is submitted
     assert "attn_live" not in at.session_state
+
+
+def _array(value) -> np.ndarray:
+    """A figure array from a chart's JSON spec (plotly >= 6 sends typed base64 arrays)."""
+    if not isinstance(value, dict):
+        return np.asarray(value)
+    shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+    return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).reshape(shape)
+
+
+def test_attention_page_shows_the_sinks_of_the_chosen_run(store_root, monkeypatch):
+    at = open_page(store_root, "views/attention.py", monkeypatch)
+    assert_clean(at)
+    assert at.selectbox(key="attn_sinks_run").value == PROBE_RUN
+    figs = [json.loads(c.proto.spec) for c in plotly_charts(at)]
+    heat = next(f for f in figs if f["layout"]["title"]["text"].startswith("Attention sinks"))
+    scores = sinks_table().query("stat == 'sink_score'").pivot(index="layer", columns="head",
+                                                                 values="value")
+    np.testing.assert_allclose(_array(heat["data"][0]["z"]), scores.to_numpy())  # layer 0 first
+    assert list(heat["data"][1]["text"]) == ["L1H0", "L1H1"]  # sink heads: score > 0.3
+    rate = next(f for f in figs if f["layout"]["title"]["text"].startswith("Sink rate"))
+    assert list(_array(rate["data"][0]["x"])) == [0, 1]
+    assert list(_array(rate["data"][0]["y"])) == [0.0, 0.5]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sink rate (all heads)"] == "0.25"
+    assert metrics["Strongest sink head"] == "L1H0"
 
 
 def test_massive_page_shows_summary_table_and_emergence(store_root, monkeypatch):
@@ -177,13 +206,13 @@ def test_redundancy_page(store_root, monkeypatch):
     at = open_page(store_root, "views/redundancy.py", monkeypatch)
     assert_clean(at)
     assert chart_titles(at) == ["Importance 1 - cos(X, Y) (unit)",
-                                "Importance per layer and module (unit)",
-                                "acc_ioi vs dropped modules", "Measured wall-time speedup",
+                                "Importance per layer and component (unit)",
+                                "acc_ioi vs dropped components", "Measured wall-time speedup",
                                 "Head importance: ioi, zero"]
     assert "more redundant than MLPs" in at.info[0].value
     at.selectbox(key="drop_metric").select("lm_loss").run()
     assert_clean(at)
-    assert "lm_loss vs dropped modules" in chart_titles(at)
+    assert "lm_loss vs dropped components" in chart_titles(at)
 
 
 def test_circuits_page(store_root, monkeypatch):

@@ -72,12 +72,36 @@ def head_norms_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Sink scores of the fixture: L1H0 and L1H1 are sink heads at epsilon 0.3, nothing else is.
+SINK_SCORES = {(1, 0): 0.9, (1, 1): 0.6}
+SINK_EPSILON = 0.3
+
+
+def sinks_table() -> pd.DataFrame:
+    rows = []
+    for layer in range(N_LAYERS):
+        for head in range(N_HEADS):
+            stats = {"sink_score": SINK_SCORES.get((layer, head), 0.05 * (head + 1)),
+                     "delimiter_score": 0.1 + 0.02 * head, "n_queries": 120.0,
+                     "n_delimiter_queries": 80.0}
+            rows += [{"layer": layer, "head": head, "stat": s, "value": v}
+                     for s, v in stats.items()]
+    return pd.DataFrame(rows)
+
+
+def sink_rate_table() -> pd.DataFrame:
+    """The sink rate of :func:`sinks_table`: none in layer 0, 2 of 4 in layer 1, 2 of 8 in all."""
+    return pd.DataFrame({"layer": [0, 1, -1], "value": [0.0, 0.5, 0.25],
+                         "n_heads": [N_HEADS, N_HEADS, N_LAYERS * N_HEADS],
+                         "epsilon": SINK_EPSILON})
+
+
 def redundancy_table() -> pd.DataFrame:
     rows = []
     for layer in range(N_LAYERS):
-        rows += [{"layer": layer, "module": "attn", "score": 0.02 + 0.01 * layer},
-                 {"layer": layer, "module": "mlp", "score": 0.2 + 0.05 * layer},
-                 {"layer": layer, "module": "block", "score": 0.25 + 0.05 * layer}]
+        rows += [{"layer": layer, "component": "attn", "score": 0.02 + 0.01 * layer},
+                 {"layer": layer, "component": "mlp", "score": 0.2 + 0.05 * layer},
+                 {"layer": layer, "component": "block", "score": 0.25 + 0.05 * layer}]
     return pd.DataFrame(rows)
 
 
@@ -187,6 +211,7 @@ def build_fixture_store(root: str | Path, broken: bool = True) -> Path:
     _write_run(store, PROBE_RUN, "probe", "minilm", {
         "entropy": entropy_table("minilm"), "massive": massive_table(),
         "massive_summary": massive_summary_table(), "head_norms": head_norms_table(),
+        "sinks": sinks_table(), "sink_rate": sink_rate_table(),
     })
     _write_run(store, REDUNDANCY_RUN, "redundancy", "organism", redundancy_tables())
     store.open_run(REDUNDANCY_RUN).update_manifest(
