@@ -33,6 +33,10 @@ PRODUCERS: dict[str, Producer] = {
     "massive": Producer(_PROBE, "massive activations (Sun et al. 2024) per layer/token/dim"),
     "massive_summary": Producer(_PROBE, "per-layer top-1/top-2/median residual magnitudes"),
     "head_norms": Producer(_PROBE, "per-head attention output norms"),
+    **{name: Producer("attnlab probe --model minilm --prompts builtin --what sinks", what)
+       for name, what in [
+           ("sinks", "attention to position 0 and to the first delimiter per head (Gu et al.)"),
+           ("sink_rate", "share of heads with sink score > epsilon, per layer and overall")]},
     "redundancy": Producer(_REDUNDANCY, "similarity-based importance of attention/MLP/blocks"),
     **{name: Producer(_SAE, what) for name, what in [
         ("sae_feature_examples", "top-activating examples of each SAE feature"),

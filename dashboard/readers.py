@@ -7,7 +7,9 @@ next rerun and an unchanged table is parsed once. The store root is ``$ATTNLAB_R
 
 Errors are the store's own (:class:`data.store.StoreError` and its subclasses
 ``TableNotFound`` / ``CorruptFile``): pages turn them into a message with the command that
-fixes them (:mod:`dashboard.howto`).
+fixes them (:mod:`dashboard.howto`). Manifests are read by type (``Run.checked_manifest``):
+an odd one is a ``CorruptFile`` for that run, and a 'corrupt' row in :func:`list_runs`.
+Artefacts are the run's own files only: a link leading out of the run folder is not offered.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ def read_table(run_id: str, name: str) -> pd.DataFrame:
 
 
 def manifest(run_id: str) -> dict[str, Any]:
-    """The run's manifest (raises CorruptFile when it cannot be read)."""
-    return store().open_run(run_id).manifest
+    """The run's manifest, every field of its type (raises CorruptFile when it is not)."""
+    return store().open_run(run_id).checked_manifest
 
 
 def massive_thresholds(run_id: str) -> tuple[float, float] | None:
@@ -99,13 +101,24 @@ def massive_thresholds(run_id: str) -> tuple[float, float] | None:
 
 
 def artefacts(run_id: str) -> list[Path]:
-    """Files of a run other than its manifest and tables (reports, figures ...), sorted."""
+    """Files of a run other than its manifest and tables (reports, figures ...), sorted.
+
+    Only files inside the run folder once links are resolved: a link to /etc/passwd (or to
+    another run) is never listed, so never served for download.
+    """
     run = store().open_run(run_id)
+    inside = run.path.resolve()
     out = []
-    for dirpath, _dirs, files in os.walk(run.path):
+    for dirpath, _dirs, files in os.walk(run.path):  # does not descend into linked folders
         for f in files:
             p = Path(dirpath) / f
-            if p.suffix in ARTEFACT_SUFFIXES and p != run.manifest_path and not f.startswith("."):
+            if p.suffix not in ARTEFACT_SUFFIXES or p == run.manifest_path or f.startswith("."):
+                continue
+            try:
+                real = p.resolve(strict=True)
+            except (OSError, RuntimeError):  # a dangling link or a link loop
+                continue
+            if real.is_relative_to(inside) and real.is_file():
                 out.append(p)
     return sorted(out)
 
@@ -129,7 +142,9 @@ def _sae_row(cfg_path: Path, source: str, model: str | None) -> dict[str, Any] |
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    meta = cfg.get("metadata") or {}
+    if not isinstance(cfg, dict):
+        return None
+    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     hook = str(meta.get("hook_name") or cfg.get("hook_name") or "")
     m = re.match(r"^blocks\.(\d+)\.attn\.hook_z$", hook)
     return {"source": source, "model": meta.get("model_name") or model,

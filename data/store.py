@@ -14,6 +14,18 @@ version of a file. The manifest's ``status`` is ``running`` while the run is ope
 ``complete`` or ``failed`` when it closes; a run whose process died without closing it is
 reported as ``interrupted`` by :meth:`RunStore.list_runs`.
 
+A command that fails: commands check their arguments (and the model's sizes) before they
+start a run, so a bad request leaves no run at all. A command that fails *after* its run was
+created leaves that run in the store, marked ``failed``, with the error (``"ValueError: ..."``)
+in the manifest's ``error`` and the tables written so far; it is kept, not deleted, so that
+the failure can be read later (``attnlab runs --show RUN_ID``), and pages only offer completed
+runs. The store root must be a writable folder; one that is a file or cannot be written is a
+:class:`StoreError` naming it.
+
+Reading is by type: :attr:`Run.checked_manifest` checks every field attnlab reads
+(``MANIFEST_FIELDS``), so one odd but valid JSON manifest (``"tables": null``, a numeric
+``started_at``) shows that run as ``corrupt``, naming the field, and leaves the others alone.
+
 Usage::
 
     store = RunStore()
@@ -44,6 +56,16 @@ from data import schemas
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 ENV_VAR = "ATTNLAB_RUNS"
+STATUSES = ("running", "complete", "failed")
+MAX_PID = 2**31 - 1  # pid_t is a C int: larger values are not process ids (os.kill overflows)
+#: The manifest fields attnlab reads and the JSON types a readable manifest holds them as
+#: (absent is allowed: older manifests lack some). ``None`` stands for JSON null.
+MANIFEST_FIELDS: dict[str, tuple[type | None, ...]] = {
+    "run_id": (str,), "command": (str, None), "model": (str, None), "config": (dict, None),
+    "versions": (dict, None), "git_revision": (str, None), "status": (str,),
+    "started_at": (str, None), "ended_at": (str, None), "duration_s": (int, float, None),
+    "pid": (int, None), "host": (str, None), "tables": (list,), "error": (str, None),
+}
 
 
 class StoreError(RuntimeError):
@@ -158,7 +180,38 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError, OSError):  # not a process id this system can have
+        return False
     return True
+
+
+def _type_names(types: tuple[type | None, ...]) -> str:
+    return " or ".join("null" if t is None else t.__name__ for t in types)
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """Why manifest field ``name`` cannot be read as ``value`` (None when it can)."""
+    types = MANIFEST_FIELDS[name]
+    if value is None:
+        return None if None in types else f"{name!r} is null, expected {_type_names(types)}"
+    real = tuple(t for t in types if t is not None)
+    if isinstance(value, bool) or not isinstance(value, real):  # JSON true is not a number
+        return f"{name!r} is {type(value).__name__} {value!r:.60}, expected {_type_names(types)}"
+    if name == "status" and value not in STATUSES:
+        return f"'status' is {value!r:.60}, expected one of {', '.join(STATUSES)}"
+    if name == "pid" and not 0 < value <= MAX_PID:
+        return f"'pid' {value} is not a process id (1..{MAX_PID})"
+    if name == "tables":
+        bad = [t for t in value if not isinstance(t, str) or not TABLE_NAME_RE.match(t)]
+        if bad:
+            return f"'tables' lists {bad[:3]!r:.60}, which are not table names"
+    return None
+
+
+def manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """The fields of ``manifest`` that attnlab cannot read ([] for a readable manifest)."""
+    return [p for name in MANIFEST_FIELDS if name in manifest
+            and (p := _field_problem(name, manifest[name])) is not None]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -199,6 +252,18 @@ class Run:
             raise CorruptFile(f"manifest {self.manifest_path} is not a JSON object")
         return manifest
 
+    @property
+    def checked_manifest(self) -> dict[str, Any]:
+        """The manifest, every field attnlab reads of its type (``MANIFEST_FIELDS``); else
+        ``CorruptFile`` naming the fields. Readers use this; :attr:`manifest` is the raw JSON
+        object (what ``update_manifest`` rewrites)."""
+        manifest = self.manifest
+        problems = manifest_problems(manifest)
+        if problems:
+            raise CorruptFile(f"manifest {self.manifest_path} cannot be read: "
+                              f"{'; '.join(problems)}; re-run the command that wrote it")
+        return manifest
+
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         manifest = self.manifest
         manifest.update(fields)
@@ -224,7 +289,7 @@ class Run:
         path = self.table_path(name)
         with atomic_path(path) as tmp:
             df.reset_index(drop=True).to_parquet(tmp, index=False)
-        tables = sorted(set(self.manifest.get("tables", [])) | {name})
+        tables = sorted(set(self.checked_manifest.get("tables", [])) | {name})
         self.update_manifest(tables=tables)
         return path
 
@@ -254,13 +319,32 @@ class RunStore:
         root = root or os.environ.get(ENV_VAR) or "runs"
         self.root = Path(root).expanduser().resolve()
 
+    def check_root(self, write: bool = False) -> Path:
+        """The root, if it can be used: a folder (or not yet there), writable when ``write``.
+
+        Raises :class:`StoreError` naming the folder and what to do; the CLI calls it before
+        any model work, the store before it reads or writes runs.
+        """
+        where = f"(--runs-dir or ${ENV_VAR})"
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the run store {self.root} {where} is not a folder: it is a "
+                             "file; pass a folder (it is created if missing)")
+        existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise StoreError(f"the run store {self.root} {where} cannot be created: "
+                             f"{existing} is a file, not a folder; pass another folder")
+        if write and existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(f"the run store {self.root} {where} is not writable ({existing} "
+                             "cannot be written); pass a writable folder")
+        return self.root
+
     def new_run_id(self, command: str) -> str:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", command).strip("-")[:40] or "run"
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
         return f"{stamp}-{slug}-{secrets.token_hex(3)}"
 
     def open_run(self, run_id: str) -> Run:
-        path = self.root / validate_run_id(run_id)
+        path = self.check_root() / validate_run_id(run_id)
         if not path.is_dir():
             raise StoreError(
                 f"no run {run_id!r} in {self.root}; `attnlab runs` lists the runs there "
@@ -276,10 +360,18 @@ class RunStore:
         config: dict[str, Any] | None = None,
         run_id: str | None = None,
     ) -> Iterator[Run]:
-        """Open a new run; it is marked ``complete`` on exit, ``failed`` on any exception."""
+        """Open a new run; it is marked ``complete`` on exit, ``failed`` (with the error) on any
+        exception, which is re-raised."""
         run_id = validate_run_id(run_id) if run_id else self.new_run_id(command)
-        path = self.root / run_id
-        path.mkdir(parents=True, exist_ok=False)
+        path = self.check_root(write=True) / run_id
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"cannot create the run folder {path} ({exc.strerror or exc}): "
+                             f"the run store must be a writable folder; pass another "
+                             f"--runs-dir (or set ${ENV_VAR})") from exc
         run = Run(path)
         atomic_write_json(run.manifest_path, {
             "run_id": run_id, "command": command, "model": model, "config": config or {},
@@ -291,10 +383,11 @@ class RunStore:
         try:
             yield run
         except BaseException as exc:
-            run.update_manifest(
-                status="failed", ended_at=_now(), error=f"{type(exc).__name__}: {exc}",
-                duration_s=(_dt.datetime.now(_dt.UTC) - t0).total_seconds(),
-            )
+            with contextlib.suppress(OSError, StoreError):  # exc is re-raised regardless
+                run.update_manifest(
+                    status="failed", ended_at=_now(), error=f"{type(exc).__name__}: {exc}",
+                    duration_s=(_dt.datetime.now(_dt.UTC) - t0).total_seconds(),
+                )
             raise
         run.update_manifest(
             status="complete", ended_at=_now(),
@@ -313,16 +406,18 @@ class RunStore:
         return status
 
     def list_runs(self) -> pd.DataFrame:
-        """One row per run folder, newest first; unreadable runs appear with status 'corrupt'."""
+        """One row per run folder, newest first; unreadable runs appear with status 'corrupt'
+        (a manifest that is not JSON, or a field of the wrong type) and the reason in 'error'.
+        """
         cols = ["run_id", "command", "model", "status", "started_at", "ended_at", "tables",
                 "error"]
         rows = []
-        if self.root.is_dir():
+        if self.check_root().is_dir():
             for path in sorted(self.root.iterdir()):
                 if not path.is_dir() or not RUN_ID_RE.match(path.name):
                     continue
                 try:
-                    m = Run(path).manifest
+                    m = Run(path).checked_manifest
                 except CorruptFile as exc:
                     rows.append({"run_id": path.name, "status": "corrupt", "error": str(exc)})
                     continue

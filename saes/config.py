@@ -9,6 +9,7 @@ feed it. Device and dtype are not config: the SAE follows the model's device, in
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,8 +52,16 @@ class SAETrainConfig:
                 f"total_tokens={self.total_tokens} < batch_tokens={self.batch_tokens}: "
                 "train for at least one batch"
             )
+        floats = ("lr", "l1_coefficient", "l0_coefficient", "jumprelu_init_threshold",
+                  "jumprelu_bandwidth", "adam_beta1", "adam_beta2", "lr_decay_frac")
+        bad = [f"{name}={getattr(self, name)}" for name in floats
+               if not math.isfinite(getattr(self, name))]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: must be finite numbers")
         if self.lr <= 0 or min(self.l1_coefficient, self.l0_coefficient) < 0:
             raise ValueError("lr must be > 0 and sparsity coefficients >= 0")
+        if min(self.jumprelu_init_threshold, self.jumprelu_bandwidth) <= 0:
+            raise ValueError("jumprelu_init_threshold and jumprelu_bandwidth must be > 0")
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
             raise ValueError("Adam betas must lie in [0, 1)")
         if not 0 <= self.lr_decay_frac <= 1:

@@ -17,7 +17,11 @@ installed, else "torch" (the eager reference). `impl="triton"` on CPU runs only 
 interpreter (`TRITON_INTERPRET=1` set before triton is first imported); otherwise it
 raises. Encoding is inference-only: it runs under `torch.no_grad()`.
 
-NaN/inf: not checked by default (a check costs a device sync); pass `check_finite=True`.
+NaN/inf in x: by default (`check_finite=None`) checked on CPU, where the check is cheap, and
+refused with a ValueError. On CUDA it is not checked by default, because the check costs a
+device synchronisation: there NaN/inf flow through as in SAE-Lens' own encode, giving NaN
+feature activations and, for TopK SAEs, arbitrary top-k indices (`torch.topk` orders NaN
+unpredictably). Pass `check_finite=True` to check on any device, `False` to skip the check.
 """
 
 from __future__ import annotations
@@ -194,17 +198,21 @@ def _run_fused(spec: FusedSpec, x2: Tensor, impl: str, dense: bool) -> tuple:
 
 @torch.no_grad()
 def encode(
-    sae, x: Tensor, impl: str = "auto", dense: bool = True, check_finite: bool = False
+    sae, x: Tensor, impl: str = "auto", dense: bool = True, check_finite: bool | None = None
 ) -> EncodeResult:
     """Encode x with an SAE-Lens SAE; equals `sae.encode(x)` (see module docstring).
 
     `dense=False` (TopK SAEs only) skips the (..., d_sae) matrix and returns only the top-k.
+    `check_finite`: refuse NaN/inf in x; None (default) checks on CPU only (module docstring).
     """
     spec = fused_spec(sae)
     d_in = int(sae.cfg.d_in)
     x2, lead = flatten_input(x, d_in, hook_z=sae.cfg.reshape_activations == "hook_z")
+    if check_finite is None:
+        check_finite = x2.device.type == "cpu"
     if check_finite and not bool(torch.isfinite(x2).all()):
-        raise ValueError("x contains NaN or inf; clean the activations before encoding")
+        raise ValueError("x contains NaN or inf; clean the activations before encoding "
+                         "(check_finite=False encodes them anyway, giving NaN features)")
     if not dense and spec.kind != "topk":
         raise ValueError(f"dense=False needs a TopK SAE; this one is {spec.kind!r}")
     if spec.unfused_reason is not None:

@@ -12,11 +12,14 @@ with `sae_lens.SAE.from_pretrained` where the hub is reachable).
     sae = resolve_sae("shipped", "organism", 1)   # or a path, or "sae_lens:<release>/<id>"
 
 Files are written into a temporary folder and moved into place one by one (`os.replace`), so
-an interrupted save never leaves a half-written weights file under the final name.
+an interrupted save never leaves a half-written weights file under the final name. A folder
+that cannot be loaded (a truncated weights file, a cfg.json lacking a field) is an
+:class:`SAEFileError` naming the file, never the loader's own exception.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -26,6 +29,13 @@ import torch
 
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "data" / "saes"
 HOOK_Z_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_z$")
+CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"  # SAE-Lens' file names
+REQUIRED_CFG = ("d_in", "d_sae")  # cfg.json fields every SAE-Lens SAE has
+REPAIR = "re-copy the folder, or retrain it (`attnlab sae train ... --out FOLDER`)"
+
+
+class SAEFileError(ValueError):
+    """An SAE folder whose files cannot be loaded; the message names the file."""
 
 
 def to_inference(sae):
@@ -73,13 +83,40 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu"):
     import sae_lens
 
     path = Path(path)
-    if not (path / "cfg.json").is_file():
-        raise FileNotFoundError(
-            f"no SAE at {path} (expected cfg.json and sae_weights.safetensors, as written by "
-            "`attnlab sae train` or sae_lens' save_model)"
-        )
-    sae = sae_lens.SAE.load_from_disk(str(path), device=str(device))
+    if not (path / CFG_FILE).is_file():
+        raise FileNotFoundError(_no_sae(path))
+    _check_cfg(path)
+    try:
+        sae = sae_lens.SAE.load_from_disk(str(path), device=str(device))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # SAE-Lens, safetensors and torch raise many types
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        if "safetensor" in what.lower():
+            raise SAEFileError(f"SAE {path}: {WEIGHTS_FILE} is truncated or corrupt ({what}); "
+                               f"{REPAIR}") from exc
+        raise SAEFileError(f"SAE {path} cannot be loaded ({what}): {CFG_FILE} and "
+                           f"{WEIGHTS_FILE} do not match or are damaged; {REPAIR}") from exc
     return sae.eval()
+
+
+def _no_sae(path: Path) -> str:
+    return (f"no SAE at {path} (expected {CFG_FILE} and {WEIGHTS_FILE}, as written by "
+            "`attnlab sae train` or sae_lens' save_model)")
+
+
+def _check_cfg(path: Path) -> None:
+    """cfg.json is a JSON object with the fields every SAE-Lens SAE needs."""
+    try:
+        cfg = json.loads((path / CFG_FILE).read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise SAEFileError(f"SAE {path}: {CFG_FILE} is not valid JSON ({exc}); {REPAIR}") from None
+    if not isinstance(cfg, dict):
+        raise SAEFileError(f"SAE {path}: {CFG_FILE} is not a JSON object; {REPAIR}")
+    missing = [k for k in REQUIRED_CFG if k not in cfg]
+    if missing:
+        raise SAEFileError(f"SAE {path}: {CFG_FILE} lacks the field(s) {', '.join(missing)}; "
+                           f"{REPAIR}")
 
 
 def sae_layer(sae) -> int | None:
@@ -105,14 +142,16 @@ def list_shipped() -> list[tuple[str, int, Path]]:
 def load_shipped(model: str, layer: int, device: str | torch.device = "cpu"):
     """The SAE shipped for `model`'s attention layer `layer`."""
     path = shipped_path(model, layer)
-    if not (path / "cfg.json").is_file():
-        have = ", ".join(f"{m} layer {la}" for m, la, _ in list_shipped()) or "none"
-        raise FileNotFoundError(
-            f"no shipped SAE for {model!r} layer {layer} (shipped: {have}); rebuild the shipped "
-            f"ones with `attnlab sae ship --model {model} --layers {layer}`, or train one with "
-            f"`attnlab sae train --model {model} --layer {layer}` and pass its folder as --sae"
-        )
+    if not (path / CFG_FILE).is_file():
+        raise FileNotFoundError(_no_shipped(model, layer))
     return load_sae(path, device)
+
+
+def _no_shipped(model: str, layer: int) -> str:
+    have = ", ".join(f"{m} layer {la}" for m, la, _ in list_shipped()) or "none"
+    return (f"no shipped SAE for {model!r} layer {layer} (shipped: {have}); rebuild the shipped "
+            f"ones with `attnlab sae ship --model {model} --layers {layer}`, or train one with "
+            f"`attnlab sae train --model {model} --layer {layer}` and pass its folder as --sae")
 
 
 def load_pretrained(release: str, sae_id: str, device: str | torch.device = "cpu"):
@@ -132,15 +171,32 @@ def load_pretrained(release: str, sae_id: str, device: str | torch.device = "cpu
     return (sae[0] if isinstance(sae, tuple) else sae).eval()
 
 
+def _pretrained_ids(spec: str) -> tuple[str, str]:
+    """(release, sae_id) of ``sae_lens:<release>/<sae_id>``; ValueError when either is empty."""
+    release, _, sae_id = spec.removeprefix("sae_lens:").partition("/")
+    if not release or not sae_id:
+        raise ValueError(f"SAE {spec!r}: use sae_lens:<release>/<sae_id>, e.g. "
+                         "sae_lens:gpt2-small-hook-z-kk/blocks.5.hook_z")
+    return release, sae_id
+
+
+def check_sae_spec(spec: str | Path, model: str, layer: int) -> None:
+    """Raise what :func:`resolve_sae` would for a spec that names no SAE, loading nothing
+    (the CLI checks ``--sae`` before it loads the model)."""
+    if str(spec) == "shipped":
+        if not (shipped_path(model, layer) / CFG_FILE).is_file():
+            raise FileNotFoundError(_no_shipped(model, layer))
+    elif str(spec).startswith("sae_lens:"):
+        _pretrained_ids(str(spec))
+    elif not (Path(spec) / CFG_FILE).is_file():
+        raise FileNotFoundError(_no_sae(Path(spec)))
+
+
 def resolve_sae(spec: str | Path, model: str, layer: int, device="cpu"):
     """`spec` is "shipped" (data/saes/<model>/layer<L>), "sae_lens:<release>/<sae_id>"
     (a pretrained SAE-Lens release), or a path to an SAE folder."""
     if str(spec) == "shipped":
         return load_shipped(model, layer, device)
     if str(spec).startswith("sae_lens:"):
-        release, _, sae_id = str(spec).removeprefix("sae_lens:").partition("/")
-        if not sae_id:
-            raise ValueError("use sae_lens:<release>/<sae_id>, e.g. "
-                             "sae_lens:gpt2-small-hook-z-kk/blocks.5.hook_z")
-        return load_pretrained(release, sae_id, device)
+        return load_pretrained(*_pretrained_ids(str(spec)), device)
     return load_sae(spec, device)

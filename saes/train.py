@@ -13,23 +13,43 @@ activations come from `saes.activations` (live model on attnlab's corpora, or ac
 shards) as an in-memory buffer fed through `ShuffledBatches`. Resume: checkpoints hold SAE-Lens'
 trainer state; the batch stream restarts at the saved sample count, so an interrupted and
 resumed run ends with the same weights as an uninterrupted one.
+
+Every checkpoint also holds the run's full configuration (`attnlab_train_config.json`: model,
+layer, d_in, every `SAETrainConfig` field, the activation source). A checkpoint is resumed only
+when that configuration equals the new run's: anything else (another layer, k, d_sae, learning
+rate ...) would train an SAE whose saved configuration does not describe its training, so it
+is a :class:`ResumeError` naming the differing fields and `--no-resume` (``resume=False``),
+raised before any activation is collected. The step count is restored from the sample count
+(SAE-Lens saves its automatic checkpoints one step short), and the trainer state is first
+loaded with ``torch.load(weights_only=True)``, so a tampered checkpoint runs no code.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import shutil
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from data.store import atomic_write_json
 from saes.activations import ShuffledBatches, hook_z_name
 from saes.config import SAETrainConfig
 from saes.io import save_sae, to_inference
 
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = "attnlab_checkpoint_complete"
+CONFIG_FILE = "attnlab_train_config.json"  # the configuration a checkpoint was made with
+TRAINER_STATE = "trainer_state.pt"  # SAE-Lens' optimizer/scheduler/counters (a torch pickle)
+NO_RESUME = "pass --no-resume (resume=False) to train afresh there, or choose another --out"
+
+
+class ResumeError(ValueError):
+    """A checkpoint in the output folder that cannot be resumed (other settings, damaged)."""
 
 
 class TrainResult(NamedTuple):
@@ -94,9 +114,67 @@ def latest_checkpoint(checkpoint_dir: Path | None) -> Path | None:
     return max(done, key=lambda p: int(p.name), default=None)
 
 
-def _mark_complete(checkpoint_path: Path | None) -> None:
+def train_signature(cfg: SAETrainConfig, layer: int, model_name: str, d_in: int,
+                    data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint must have been made with to be resumed: the model, the layer, d_in,
+    every training setting and the activation source (``data``, flattened as ``data.KEY``)."""
+    sig = {"model": model_name, "layer": int(layer), "d_in": int(d_in), **cfg.to_dict()}
+    sig.update({f"data.{k}": v for k, v in (data or {}).items()})
+    return sig
+
+
+def corpus_source(activation_cfg) -> dict[str, Any]:
+    """The ``data`` of :func:`train_signature` for activations collected live from the corpus."""
+    return {"source": "corpus", **activation_cfg.to_dict()}
+
+
+def _mark_complete(checkpoint_path: Path | None, signature: dict[str, Any]) -> None:
+    """SAE-Lens' save hook: the configuration first, the completion marker last."""
     if checkpoint_path is not None:
+        atomic_write_json(Path(checkpoint_path) / CONFIG_FILE, signature)
         (Path(checkpoint_path) / COMPLETE_MARKER).write_text("ok\n")
+
+
+def _saved_signature(checkpoint: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads((checkpoint / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise ResumeError(f"checkpoint {checkpoint} has no readable {CONFIG_FILE} (older "
+                          "attnlab, or damaged), so it cannot be checked against this run; "
+                          f"{NO_RESUME}")
+    return saved
+
+
+def resumable_checkpoint(out_dir: str | Path | None, signature: dict[str, Any]) -> Path | None:
+    """The checkpoint in ``out_dir`` to resume from (None when there is none), after checking
+    that it was made with ``signature`` (its keys are compared); ResumeError otherwise."""
+    start = latest_checkpoint(Path(out_dir) / "checkpoints" if out_dir is not None else None)
+    if start is None:
+        return None
+    saved = _saved_signature(start)
+    diff = [k for k in signature if saved.get(k) != signature[k]]
+    if diff:
+        changes = ", ".join(f"{k} {saved.get(k)!r} -> {signature[k]!r}" for k in diff)
+        raise ResumeError(f"checkpoint {start} was trained with other settings ({changes}); "
+                          f"resuming it would save an SAE its configuration does not describe: "
+                          f"{NO_RESUME}")
+    return start
+
+
+def _load_trainer_state(trainer, checkpoint: Path, batch_tokens: int) -> None:
+    """Restore SAE-Lens' trainer state, checked weights-only first, with the exact step count."""
+    try:
+        torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=True)
+        trainer.load_trainer_state(checkpoint)
+    except Exception as exc:  # torch raises several types for damaged or unsafe pickles
+        raise ResumeError(f"checkpoint {checkpoint}: {TRAINER_STATE} cannot be loaded as "
+                          f"weights only ({type(exc).__name__}): it is damaged or was not "
+                          f"written by attnlab; {NO_RESUME}") from None
+    # SAE-Lens saves its automatic checkpoints before counting the step it just took; every
+    # step takes exactly batch_tokens samples (ShuffledBatches), so the count is exact here.
+    trainer.n_training_steps = trainer.n_training_samples // batch_tokens
 
 
 def as_buffer(acts: Tensor, d_in: int) -> Tensor:
@@ -114,24 +192,38 @@ def as_buffer(acts: Tensor, d_in: int) -> Tensor:
 def train_on_buffer(
     buffer: Tensor, layer: int, cfg: SAETrainConfig, model_name: str,
     out_dir: str | Path | None = None, resume: bool = True, data_wrapper=None,
+    data: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train on an in-memory (n, d_in) activation buffer; the core of every training path.
 
-    `data_wrapper` (tests) wraps the batch iterator, e.g. to simulate an interrupt.
+    With ``out_dir``, checkpoints go to ``out_dir/checkpoints``; ``resume`` continues from the
+    latest one if it was made with this run's configuration (ResumeError otherwise), and
+    ``resume=False`` deletes them and starts afresh. ``data`` describes the activation source
+    (recorded and compared with the configuration). `data_wrapper` (tests) wraps the batch
+    iterator, e.g. to simulate an interrupt.
     """
     from sae_lens.training.sae_trainer import SAETrainer
 
     out = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out / "checkpoints" if out is not None else None
-    start = latest_checkpoint(ckpt_dir) if resume else None
+    signature = {**train_signature(cfg, layer, model_name, buffer.shape[1], data),
+                 "n_activations": int(buffer.shape[0])}
+    start = resumable_checkpoint(out, signature) if resume else None
+    if not resume and ckpt_dir is not None and ckpt_dir.is_dir():
+        shutil.rmtree(ckpt_dir)  # another run's checkpoints must never be resumed as this one
     device = str(buffer.device)
     sae = build_training_sae(cfg, buffer.shape[1], layer, model_name, buffer.mean(0))
     trainer = SAETrainer(cfg=trainer_config(cfg, device, ckpt_dir), sae=sae,
-                         data_provider=iter(()), save_checkpoint_fn=_mark_complete)
+                         data_provider=iter(()),
+                         save_checkpoint_fn=functools.partial(_mark_complete, signature=signature))
     if start is not None:
         log.info("resuming from %s", start)
-        trainer.load_trainer_state(start)
-        sae.load_weights_from_checkpoint(start)
+        _load_trainer_state(trainer, start, cfg.batch_tokens)
+        try:
+            sae.load_weights_from_checkpoint(start)
+        except Exception as exc:  # safetensors and torch raise several types
+            raise ResumeError(f"checkpoint {start}: the SAE weights cannot be read "
+                              f"({type(exc).__name__}); {NO_RESUME}") from None
         trainer.checkpoint_thresholds = [
             t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples
         ]
@@ -157,12 +249,15 @@ def train_on_buffer(
 def train_attention_sae(
     model, layer: int, cfg: SAETrainConfig | None = None, *, activations: Tensor | None = None,
     activation_cfg=None, out_dir: str | Path | None = None, resume: bool = True,
+    data: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train an SAE on `model`'s `blocks.{layer}.attn.hook_z` (all heads concatenated).
 
     `model` is a `LoadedModel` (or a name for `load_model`). Activations come from
     `activations` ((n, d_in) or (n, head, d_head), e.g. read from shards), else live from the
-    model on its default corpus (`saes.corpus`), sized by `activation_cfg`.
+    model on its default corpus (`saes.corpus`), sized by `activation_cfg`. `data` describes
+    given activations for the checkpoints' configuration (default: "given"); a checkpoint in
+    `out_dir` made with other settings is refused before any activation is collected.
     """
     from probes.models import LoadedModel, load_model
     from saes.activations import activation_buffer_from_tokens, z_shape
@@ -172,10 +267,16 @@ def train_attention_sae(
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = cfg or SAETrainConfig()
     shape = z_shape(loaded.model, layer)
+    if data is None:
+        data = ({"source": "given"} if activations is not None
+                else corpus_source(activation_cfg or ActivationConfig()))
+    if resume:  # a checkpoint of other settings fails here, before the activations
+        resumable_checkpoint(out_dir, train_signature(cfg, layer, loaded.name, shape.d_in, data))
     if activations is None:
         acfg = activation_cfg or ActivationConfig()
         tokens = corpus_tokens(loaded, acfg.n_tokens, acfg.seed, acfg.max_len)
         activations = activation_buffer_from_tokens(
             loaded, layer, tokens, acfg.n_tokens, acfg.prompt_batch)
     buffer = as_buffer(activations, shape.d_in)
-    return train_on_buffer(buffer, layer, cfg, loaded.name, out_dir, resume)
+    return train_on_buffer(buffer, layer, cfg, loaded.name, out_dir, resume, data=data)
+

@@ -1,8 +1,18 @@
-"""The ``attnlab`` command line.
+"""The ``attnlab`` command line, and its one error boundary.
 
 Each subcommand lives in its own module listed in ``COMMAND_MODULES``; the module defines
 ``register(subparsers)``, which adds a parser whose ``func(args) -> int`` does the work.
-Common options (``--runs-dir``, ``--device``, ``-v``) are added here once.
+Common options (``--runs-dir``, ``--device``, ``-v``, ``--debug``) are added here once, and
+checked here before any command runs.
+
+Errors (:func:`main`): every command checks its arguments before any model work
+(:mod:`analyses.cli.checks`). What the user can act on (a bad argument, a missing or corrupt
+file, a folder that cannot be written, a device this machine lacks, a model that cannot load)
+is one line on stderr, ``attnlab COMMAND: error: ...`` naming the file or flag and what to
+do, exit code 2; argparse's own errors are one line too. Anything else is a bug: one line
+saying so, exit code 1. ``--debug`` shows the traceback instead; ``-v`` only logs more. A
+reader that goes away (``attnlab runs | head -1``) ends the command quietly, exit code 141
+(128 + SIGPIPE, as a shell reports a command killed by it).
 
     attnlab --help
     attnlab models
@@ -12,9 +22,13 @@ Common options (``--runs-dir``, ``--device``, ``-v``) are added here once.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
+
+from analyses.cli.options import OneLineParser
 
 COMMAND_MODULES = [
     "analyses.cli.commands.patch_cmd",
@@ -39,12 +53,29 @@ $ATTNLAB_RUNS); `attnlab dashboard` shows them.
 """
 
 
+EXIT_USER_ERROR = 2  # the user can act on it (the message says how); argparse's code too
+EXIT_BUG = 1  # an unexpected exception: a bug in attnlab
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+#: errno -> what to do, for OSErrors that name a file.
+OS_HINTS = {
+    errno.EACCES: "check its permissions, or pass a folder you can write (--runs-dir, --out)",
+    errno.EPERM: "check its permissions, or pass a folder you can write (--runs-dir, --out)",
+    errno.EROFS: "the disk is read-only: pass a folder on a writable disk",
+    errno.ENOSPC: "the disk is full: free space or pass a folder on another disk",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.EISDIR: "that is a folder; give a file",
+    errno.ENOENT: "check the path",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="attnlab", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true",
+                        help="log at DEBUG level and show the full traceback of an error")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--runs-dir", default=None,
@@ -60,27 +91,92 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """``patch``, ``sae train``, ``organism train``: how the error line names the command."""
+    parts = [args.command] + [getattr(args, a) for a in ("sae_command", "organism_command")
+                              if getattr(args, a, None)]
+    return " ".join(parts)
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """The options every command shares: ``--device`` exists here, ``--runs-dir`` is a folder
+    (writable for a command that writes runs). Before the command, so before any model."""
+    from analyses.cli.checks import check_device
+    from data.store import RunStore
+
+    check_device(getattr(args, "device", None))
+    if hasattr(args, "runs_dir"):
+        RunStore(args.runs_dir).check_root(write=getattr(args, "writes_runs", False))
+
+
+def _expected() -> tuple[type[BaseException], ...]:
+    """The exceptions the user can act on (see the module docstring)."""
+    import torch
+
+    from data.store import StoreError
+    from probes.models import ModelNotAvailable
+
+    return (ValueError, OSError, StoreError, ModelNotAvailable, torch.cuda.OutOfMemoryError)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for ``exc``: a file error names the file and what to do."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        text = ("out of memory on the device: lower the sizes (--n, --batch-size, --tokens) "
+                "or use --device cpu")
+    elif isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+        if exc.filename2 is not None:
+            text += f" -> {exc.filename2}"
+        if exc.errno in OS_HINTS:
+            text += f" ({OS_HINTS[exc.errno]})"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from data.store import StoreError
-    from probes.models import ModelNotAvailable
-
+    name = command_name(args)
     try:
-        return int(args.func(args) or 0)
-    except (ModelNotAvailable, StoreError, ValueError, FileNotFoundError) as exc:
-        # Errors the user can act on: one line, no traceback (-v shows it).
-        if args.verbose:
-            raise
-        print(f"attnlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        check_common(args)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, inside the boundary
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        print(f"attnlab {args.command}: interrupted", file=sys.stderr)
+        print(f"attnlab {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, _expected()):
+            print(f"attnlab {name}: error: {error_line(exc)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"attnlab {name}: internal error: {type(exc).__name__}: {error_line(exc)} "
+              "(a bug in attnlab: rerun with --debug for the traceback and report it)",
+              file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from analyses.cli.checks import UsageError
 from analyses.cli.options import add_command
 
 DEFAULT_PORT = 8501
@@ -22,7 +23,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 def register(sub, common) -> None:
     p = add_command(sub, common, "dashboard", run,
-                    "open the Streamlit dashboard on the run store", __doc__)
+                    "open the Streamlit dashboard on the run store", __doc__, writes_runs=False)
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8501)")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
@@ -59,7 +60,9 @@ def run(args) -> int:
     from data.store import RunStore
 
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
+    if not args.host.strip():
+        raise UsageError("--host is empty: give an address to bind, e.g. 127.0.0.1")
     root = RunStore(args.runs_dir).root
     env = dict(os.environ, ATTNLAB_RUNS=str(root))
     if args.device:

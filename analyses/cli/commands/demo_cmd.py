@@ -14,6 +14,15 @@ from __future__ import annotations
 
 import time
 
+from analyses.cli.checks import (
+    MAX_ITEMS,
+    MAX_TOKENS,
+    check_float,
+    check_int,
+    check_unique,
+    conflict,
+    given,
+)
 from analyses.cli.options import add_command
 
 SIZES = ("default sample sizes keep the whole demo under a minute (measured 44 s wall, 40 s "
@@ -30,7 +39,7 @@ DESCRIPTION = (
 
 def register(sub, common) -> None:
     p = add_command(sub, common, "demo", run, HELP, DESCRIPTION)
-    p.add_argument("--only", default="probes,redundancy,circuits,sae",
+    p.add_argument("--only", default=None,
                    help="comma-separated stages: probes,redundancy,circuits,sae (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="only the MiniLM probes (same as --only probes, ~15 s)")
@@ -54,18 +63,44 @@ def register(sub, common) -> None:
                    "shared 2-core machine 2 threads measured 3.5x more CPU and wall time)")
 
 
+#: The options that size one stage or more: typing one for stages that do not run is an error.
+STAGE_OPTIONS = {"n_sentences": ("probes",), "batch_size": ("probes",),
+                 "massive_ratio": ("probes",), "n_items": ("redundancy", "circuits"),
+                 "sae_tokens": ("sae",)}
+
+
+def check_demo(args) -> tuple[str, ...]:
+    """Every argument, before any model loads: the stages to run, in run order."""
+    from analyses.cli.demo import STAGE_NAMES, parse_stages
+
+    if args.quick and args.only is not None:
+        raise conflict("--quick", "--only", "--quick is --only probes; give one of them")
+    only = "probes" if args.quick else args.only or ",".join(STAGE_NAMES)
+    stages = parse_stages(only)
+    check_unique("--only", [s.strip() for s in only.split(",") if s.strip()])
+    for name, used_by in STAGE_OPTIONS.items():
+        for flag in given(args, name):
+            if not set(used_by) & set(stages):
+                raise conflict(flag, "--quick" if args.quick else f"--only {only}",
+                               f"it sizes the {' and '.join(used_by)} stage(s), which do "
+                               "not run")
+    check_int("--n-items", args.n_items, None, MAX_ITEMS)
+    check_int("--sae-tokens", args.sae_tokens, None, MAX_TOKENS)
+    check_float("--massive-ratio", args.massive_ratio, 0.0)
+    check_int("--threads", args.threads, 1)
+    return stages
+
+
 def run(args) -> int:
     import torch
 
-    from analyses.cli.demo import DemoConfig, parse_stages
+    from analyses.cli.demo import DemoConfig
 
-    stages = parse_stages("probes" if args.quick else args.only)
-    given = {"n_sentences": args.n_sentences, "batch_size": args.batch_size,
+    stages = check_demo(args)
+    sizes = {"n_sentences": args.n_sentences, "batch_size": args.batch_size,
              "massive_ratio": args.massive_ratio, "n_items": args.n_items,
              "sae_tokens": args.sae_tokens, "device": args.device}
-    cfg = DemoConfig(**{k: v for k, v in given.items() if v is not None})
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    cfg = DemoConfig(**{k: v for k, v in sizes.items() if v is not None})
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

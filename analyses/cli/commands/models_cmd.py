@@ -8,7 +8,8 @@ from analyses.cli.options import add_command
 def register(sub, common) -> None:
     add_command(sub, common, "models", run, "list models and whether each can load here",
                 "List attnlab's models and whether each can load on this machine (checks "
-                "files and caches only; loads no weights, touches no network).")
+                "files and caches only; loads no weights, touches no network).",
+                writes_runs=False)
 
 
 def run(args) -> int:

@@ -11,20 +11,38 @@
     attnlab ablate --model organism --impairment --k 3
 
 Heads are typed as ``L1H2`` or ``1.2`` (docs/GLOSSARY.md) and printed as ``L1H2``.
+Every argument is checked before the model loads, and against its sizes right after: a flag
+that does not apply (``--receivers`` without ``--component path``, ``--heads`` with
+``--impairment``, ``--clean`` on a decoder) is an error naming both flags, never ignored.
 """
 
 from __future__ import annotations
 
 import re
 
+from analyses.cli.checks import (
+    MAX_ITEMS,
+    UsageError,
+    check_head_count,
+    check_heads,
+    check_int,
+    check_layers,
+    check_task,
+    check_task_sample,
+    conflict,
+    given,
+    model_kind,
+    parse_ints,
+)
 from analyses.cli.options import HEADS_HELP, add_command, add_model, add_sample, add_task
 
 COMPONENTS = ("z", "resid_pre", "resid_mid", "attn_out", "mlp_out", "q", "k", "v", "pattern",
               "path")
 METHODS = ("denoising", "noising", "attribution", "attribution-noising")
-RECEIVERS_HELP = ("path patching receivers: 'logits', or comma-separated heads (L<layer>H<head> "
-                  "or <layer>.<head>), each followed by the inputs that receive (q, k, v; "
-                  "default all), e.g. 'L3H1q,L3H2' or '3.1q,3.2'")
+PATH_METHODS = ("denoising", "noising")  # path patching is exact: no attribution estimate
+RECEIVERS_HELP = ("path patching receivers: 'logits' (default), or comma-separated heads "
+                  "(L<layer>H<head> or <layer>.<head>), each followed by the inputs that receive "
+                  "(q, k, v; default all), e.g. 'L3H1q,L3H2' or '3.1q,3.2'")
 PATCH_HELP = "activation / attribution / path patching sweep"
 PATCH_DESCRIPTION = (
     "Patch every component of one kind (clean <-> corrupted) and save the effects as a "
@@ -35,6 +53,11 @@ ABLATE_DESCRIPTION = (
     "Zero/mean/resample-ablate heads and sublayers and report accuracy on every task, or "
     "(--impairment) ablate the top recall and reasoning heads found by patching next to random "
     "head sets of the same size.")
+DEFAULT_TASK, DEFAULT_N, DEFAULT_SEED = "ioi", 64, 0
+DEFAULT_K, DEFAULT_N_RANDOM = 3, 5
+IMPAIRMENT_TASKS_HELP = ("impairment: comma-separated task families whose top heads are "
+                         "ablated (default recall,reasoning; recall,ioi on smollm2, which "
+                         "does not do reasoning)")
 #: A receiver: a head, then optionally the inputs that receive, as ``q``/``kv`` or ``(kv)``.
 _RECEIVER = re.compile(r"^(?P<head>.+?)(?:\((?P<paren>[qkv]+)\)|(?P<inputs>[qkv]*))$")
 
@@ -42,15 +65,16 @@ _RECEIVER = re.compile(r"^(?P<head>.+?)(?:\((?P<paren>[qkv]+)\)|(?P<inputs>[qkv]
 def register(sub, common) -> None:
     p = add_command(sub, common, "patch", run, PATCH_HELP, PATCH_DESCRIPTION)
     add_model(p)
-    add_task(p)
+    add_task(p, None, f"data.tasks task (decoders; default {DEFAULT_TASK})")
     p.add_argument("--component", default="z", choices=COMPONENTS,
                    help="z = each head's output; path = head->receiver path patching")
     p.add_argument("--per-position", action="store_true", help="also split by position")
     p.add_argument("--method", default="denoising", choices=METHODS,
-                   help="attribution* also runs the exact sweep and reports the correlation")
-    p.add_argument("--receivers", default="logits", help=RECEIVERS_HELP)
+                   help="attribution* also runs the exact sweep and reports the correlation "
+                   "(not with --component path)")
+    p.add_argument("--receivers", default=None, help=RECEIVERS_HELP)
     p.add_argument("--layers", default=None, help="comma-separated layers (default all)")
-    add_sample(p, "prompt pairs")
+    add_sample(p, "prompt pairs", DEFAULT_N, when="decoders")
     p.add_argument("--clean", action="append", help="encoder: a clean sentence (repeatable)")
     p.add_argument("--corrupted", action="append", help="encoder: its corrupted twin")
     p.add_argument("--top", type=int, default=10, help="rows to print")
@@ -58,12 +82,16 @@ def register(sub, common) -> None:
     a = add_command(sub, common, "ablate", run_ablate, ABLATE_HELP, ABLATE_DESCRIPTION)
     add_model(a)
     add_task(a, None, "only this task (default: every task)")
-    a.add_argument("--heads", default="", help=HEADS_HELP)
-    a.add_argument("--sublayers", default="", help="comma-separated sublayers, e.g. attn1,mlp2")
+    a.add_argument("--heads", default=None, help=HEADS_HELP)
+    a.add_argument("--sublayers", default=None,
+                   help="comma-separated sublayers, e.g. attn1,mlp2")
     a.add_argument("--method", default="mean", choices=("zero", "mean", "resample"))
     a.add_argument("--impairment", action="store_true", help="selective-impairment experiment")
-    a.add_argument("--k", type=int, default=3, help="impairment: heads per set")
-    a.add_argument("--n-random", type=int, default=5, help="impairment: random sets")
+    a.add_argument("--k", type=int, default=None,
+                   help=f"impairment: heads per set (default {DEFAULT_K})")
+    a.add_argument("--n-random", type=int, default=None,
+                   help=f"impairment: random sets (default {DEFAULT_N_RANDOM})")
+    a.add_argument("--impairment-tasks", default=None, help=IMPAIRMENT_TASKS_HELP)
     add_sample(a, "task items per task")
 
 
@@ -79,31 +107,89 @@ def parse_receivers(text: str):
     if text.strip() == "logits":
         return ()
     out, seen = [], set()
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    for item in (s.strip() for s in text.split(",")):
         m = _RECEIVER.match(item)
         try:
-            head = parse_head(m["head"])
+            head = parse_head(m["head"] if m else item)
         except ValueError:
-            raise ValueError(f"receiver {item!r}: write 'logits' or heads as LAYER.HEAD[qkv] "
+            raise UsageError(f"receiver {item!r}: write 'logits' or heads as LAYER.HEAD[qkv] "
                              "or L<layer>H<head>[qkv], e.g. '3.1q,3.2' or 'L3H1q,L3H2'") from None
         if head in seen:
-            raise ValueError(f"receiver {head.label} is listed twice in {text!r}")
+            raise UsageError(f"receiver {head.label} is listed twice in {text!r}")
         seen.add(head)
         inputs = tuple(dict.fromkeys(m["paren"] or m["inputs"] or "qkv"))
         out.append(Receiver(head.layer, head.head, inputs))
+    if out and max(r.layer for r in out) == 0:
+        raise UsageError(f"--receivers {text}: heads of layer 0 have no sender heads upstream; "
+                         "give a receiver in a later layer, or 'logits'")
     return tuple(out)
+
+
+def check_patch(args) -> None:
+    """Every ``attnlab patch`` argument, before the model loads; fills in the defaults."""
+    check_int("--top", args.top, 1)
+    if args.component == "path":
+        if args.method not in PATH_METHODS:
+            raise conflict(f"--method {args.method}", "--component path",
+                           "path patching is exact; use --method denoising or noising")
+        for flag in given(args, "per_position", "layers"):
+            raise conflict(flag, "--component path", "path patching sweeps every sender "
+                           "head below the receivers, over all positions")
+        args.receivers = args.receivers if args.receivers is not None else "logits"
+        parse_receivers(args.receivers)
+    elif args.receivers is not None:
+        raise conflict("--receivers", f"--component {args.component}",
+                       "receivers are for --component path")
+    if args.layers is not None:
+        parse_ints("--layers", args.layers)
+    if model_kind(args.model) == "encoder":
+        for flag in given(args, "task", "n", "seed"):
+            raise conflict(flag, f"--model {args.model}", "an encoder patches the "
+                           "--clean/--corrupted sentences, not task items")
+        if not args.clean or not args.corrupted:
+            raise UsageError(f"--model {args.model} is an encoder: give --clean and "
+                             "--corrupted sentences (same token count), e.g. --clean 'The cat "
+                             "sat.' --corrupted 'The dog sat.'")
+        if len(args.clean) != len(args.corrupted):
+            raise UsageError(f"{len(args.clean)} --clean but {len(args.corrupted)} "
+                             "--corrupted sentences: give them in pairs")
+        return
+    for flag in given(args, "clean", "corrupted"):
+        raise conflict(flag, f"--model {args.model}", "sentences are for encoders (minilm); "
+                       "a decoder patches --task prompt pairs")
+    args.task = check_task("--task", DEFAULT_TASK if args.task is None else args.task)
+    args.n = check_int("--n", _default_n(args) if args.n is None else args.n, 1, MAX_ITEMS)
+    args.seed = check_int("--seed", DEFAULT_SEED if args.seed is None else args.seed, 0)
+
+
+def _default_n(args) -> int:
+    """--n when not typed: 64 pairs, fewer on a model where an exact sweep is slow (said)."""
+    from analyses.causal.task_sets import exact_pairs
+
+    n = exact_pairs(args.model, DEFAULT_N)
+    if n != DEFAULT_N:
+        print(f"--n {n}: the default number of pairs on {args.model} (an exact sweep there "
+              "costs one patched pass per component and pair; pass --n for more)")
+    return n
+
+
+def check_patch_sizes(args, loaded) -> None:
+    """The arguments that need the model's sizes, right after it loads."""
+    if args.layers is not None:
+        check_layers("--layers", parse_ints("--layers", args.layers), loaded.cfg.n_layers)
+    if args.component == "path":
+        check_heads("--receivers", [(r.layer, r.head) for r in parse_receivers(args.receivers)],
+                    loaded.cfg)
 
 
 def _pair(args, loaded):
     from analyses.causal.encoder import sentence_pair
     from analyses.causal.patching import pair_from_task
-    from data.tasks import load_task
+    from analyses.causal.task_sets import load_model_task
 
     if loaded.kind == "encoder":
-        if not args.clean or not args.corrupted:
-            raise ValueError("encoders need --clean and --corrupted sentences (same token count)")
         return sentence_pair(loaded, args.clean, args.corrupted)
-    return pair_from_task(load_task(args.task, n=args.n, seed=args.seed))
+    return pair_from_task(load_model_task(loaded.name, args.task, args.n, args.seed))
 
 
 def _sweep(args, loaded, pair):
@@ -118,7 +204,7 @@ def _sweep(args, loaded, pair):
     if args.component == "path":
         cfg = PathPatchingConfig(parse_receivers(args.receivers), method=method)
         return path_patch(loaded, pair, cfg, progress=True), ""
-    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
+    layers = parse_ints("--layers", args.layers) if args.layers else None
     cfg = PatchingConfig(args.component, args.per_position, method=method, layers=layers)
     exact = patch(loaded, pair, cfg, progress=True)
     if not args.method.startswith("attribution"):
@@ -128,15 +214,22 @@ def _sweep(args, loaded, pair):
     return pd.concat([exact.table, est], ignore_index=True), f"corr(attribution, exact) = {r:.3f}"
 
 
+def _run_config(args) -> dict:
+    """The arguments as the manifest records them (after the defaults were filled in)."""
+    skip = ("func", "runs_dir", "device", "writes_runs", "command", "verbose", "debug")
+    return {k: v for k, v in vars(args).items() if k not in skip}
+
+
 def run(args) -> int:
     from data.store import RunStore
     from probes.models import load_model
 
+    check_patch(args)
     loaded = load_model(args.model, device=args.device)
+    check_patch_sizes(args, loaded)
     pair = _pair(args, loaded)
     store = RunStore(args.runs_dir)
-    config = {k: v for k, v in vars(args).items() if k not in ("func", "runs_dir", "device")}
-    with store.start_run(command="patch", model=loaded.name, config=config) as run_:
+    with store.start_run(command="patch", model=loaded.name, config=_run_config(args)) as run_:
         table, note = _sweep(args, loaded, pair)
         run_.write_table("patching", table)
         if note:
@@ -157,36 +250,86 @@ def _components(args):
     from analyses.causal.ablation import Component
     from data.notation import SUBLAYERS, parse_heads
 
-    comps = [Component("head", h.layer, h.head) for h in parse_heads(args.heads)]
-    for s in filter(None, (x.strip() for x in args.sublayers.split(","))):
+    comps = [Component("head", h.layer, h.head) for h in parse_heads(args.heads or "")]
+    for s in (x.strip() for x in (args.sublayers or "").split(",") if x.strip()):
         kind = s.rstrip("0123456789")
         if kind not in SUBLAYERS or kind == s:
-            raise ValueError(f"sublayer {s!r}: write attn<layer> or mlp<layer>, e.g. attn1,mlp2")
+            raise UsageError(f"sublayer {s!r}: write attn<layer> or mlp<layer>, e.g. attn1,mlp2")
         comp = Component(kind, int(s[len(kind):]))
         if comp in comps:
-            raise ValueError(f"sublayer {comp.label()} is listed twice in {args.sublayers!r}")
+            raise UsageError(f"sublayer {comp.label()} is listed twice in {args.sublayers!r}")
         comps.append(comp)
     if not comps:
-        raise ValueError("nothing to ablate: give --heads L0H1,... and/or --sublayers "
+        raise UsageError("nothing to ablate: give --heads L0H1,... and/or --sublayers "
                          "attn1,mlp2, or --impairment")
     return comps
 
 
-def _ablation_table(loaded, args):
+def check_ablate(args):
+    """Every ``attnlab ablate`` argument, before the model loads: the components to ablate
+    (None with --impairment); fills in the defaults."""
+    check_task_sample(args, "ablate runs task accuracies, use a decoder (e.g. organism)")
+    if not args.impairment:
+        for flag in given(args, "k", "n_random", "impairment_tasks"):
+            raise conflict(flag, "--heads/--sublayers", f"{flag} sizes the --impairment "
+                           "experiment's head sets; add --impairment")
+        return _components(args)
+    for flag in given(args, "heads", "sublayers"):
+        raise conflict(flag, "--impairment", "the impairment experiment picks its heads by "
+                       "patching; ablate chosen heads without --impairment")
+    parse_impairment_tasks(args)
+    args.k = check_int("--k", DEFAULT_K if args.k is None else args.k, 1)
+    args.n_random = check_int("--n-random",
+                              DEFAULT_N_RANDOM if args.n_random is None else args.n_random, 0)
+    return None
+
+
+def parse_impairment_tasks(args) -> tuple[str, ...] | None:
+    """--impairment-tasks as task names of --model (None when not given)."""
+    from analyses.causal.task_sets import check_tasks
+
+    if args.impairment_tasks is None:
+        return None
+    try:
+        return check_tasks(args.model, [t.strip() for t in args.impairment_tasks.split(",")])
+    except ValueError as exc:
+        raise UsageError(f"--impairment-tasks {args.impairment_tasks!r}: {exc}") from None
+
+
+def check_ablate_sizes(args, comps, cfg) -> None:
+    """The arguments that need the model's sizes, right after it loads."""
+    if comps is None:
+        check_head_count("--k", args.k, cfg)
+        return
+    check_heads("--heads", [(c.layer, c.head) for c in comps if c.kind == "head"], cfg)
+    check_layers("--sublayers", [c.layer for c in comps if c.kind != "head"], cfg.n_layers)
+
+
+def _ablation_table(loaded, args, comps):
     from analyses.causal.ablation import AblationConfig
     from analyses.causal.impairment import ImpairmentConfig, ablation_accuracy, selective_impairment
-    from data.tasks import TASKS, load_task
+    from analyses.causal.task_sets import (
+        analysis_tasks,
+        exact_pairs,
+        impairment_note,
+        impairment_tasks,
+        load_model_task,
+    )
 
-    tasks = [args.task] if args.task else list(TASKS)
+    tasks = [args.task] if args.task else analysis_tasks(loaded.name)
+    sources = parse_impairment_tasks(args) or impairment_tasks(loaded.name)
     if args.impairment:
-        tasks = list(dict.fromkeys(tasks + ["recall", "reasoning"]))
-    data = {t: load_task(t, n=args.n, seed=args.seed) for t in tasks}
-    refs = {t: load_task(t, n=args.n, seed=args.seed + 1) for t in tasks}
+        tasks = list(dict.fromkeys(tasks + list(sources)))
+    data = {t: load_model_task(loaded.name, t, args.n, args.seed) for t in tasks}
+    refs = {t: load_model_task(loaded.name, t, args.n, args.seed + 1) for t in tasks}
     if args.impairment:
-        cfg = ImpairmentConfig(k=args.k, n_random=args.n_random, ablation=args.method,
-                               seed=args.seed)
+        n_patch = exact_pairs(loaded.name)
+        cfg = ImpairmentConfig(sources, k=args.k, n_random=args.n_random, ablation=args.method,
+                               seed=args.seed, n_patch=n_patch)
+        print(impairment_note(loaded.name, sources) + (
+            f"; heads chosen by exact z patching on the first {n_patch} pairs of each"
+            if n_patch else ""))
         return selective_impairment(loaded, data, refs, cfg).table
-    comps = _components(args)
     return ablation_accuracy(loaded, data, refs, comps, AblationConfig(args.method, args.seed),
                              name=f"{args.method}_ablation")
 
@@ -195,13 +338,14 @@ def run_ablate(args) -> int:
     from data.store import RunStore
     from probes.models import load_model
 
+    comps = check_ablate(args)
     loaded = load_model(args.model, device=args.device)
     if loaded.kind != "decoder":
-        raise ValueError("ablate runs task accuracies: use a decoder model (e.g. organism)")
+        raise UsageError("ablate runs task accuracies: use a decoder model (e.g. organism)")
+    check_ablate_sizes(args, comps, loaded.cfg)
     store = RunStore(args.runs_dir)
-    config = {k: v for k, v in vars(args).items() if k not in ("func", "runs_dir", "device")}
-    with store.start_run(command="ablate", model=loaded.name, config=config) as run_:
-        table = _ablation_table(loaded, args)
+    with store.start_run(command="ablate", model=loaded.name, config=_run_config(args)) as run_:
+        table = _ablation_table(loaded, args, comps)
         run_.write_table("impairment", table)
     print(table.round(4).to_string(index=False))
     print(f"run {run_.run_id}: table 'impairment' ({run_.path})")

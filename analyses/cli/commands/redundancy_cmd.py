@@ -8,49 +8,104 @@ comparison in the manifest, and `redundancy.html` (the report's figures).
 
     attnlab redundancy --model organism --strategy joint --max-drop 6 --iterative --heads
     attnlab redundancy --model minilm --strategy all
+    attnlab redundancy --model smollm2     # attn mlp joint, 8 drops: minutes on a CPU
 """
 
 from __future__ import annotations
 
+from analyses.cli.checks import MAX_ITEMS, UsageError, check_int, check_unique, conflict, given
 from analyses.cli.options import add_command, add_model
 
 STRATEGY_CHOICES = ("attn", "mlp", "block", "joint", "all")
+MODELS = ("organism", "minilm", "smollm2")
+DEFAULT_N_ITEMS, DEFAULT_HEAD_ITEMS = 64, 32
 HELP = "layer redundancy (He et al. 2024): scores, drop curves, speedup, head importance"
 
 
 def register(sub, common) -> None:
     p = add_command(sub, common, "redundancy", run, HELP, __doc__)
-    add_model(p, default=None, help="'organism' or 'minilm'")
-    p.add_argument("--strategy", default="joint", choices=STRATEGY_CHOICES,
-                   help="attn | mlp | block | joint (attention and MLP ranked together) | all")
+    add_model(p, default=None, help="'organism', 'minilm' or 'smollm2'")
+    p.add_argument("--strategy", default=None, nargs="+", choices=STRATEGY_CHOICES,
+                   help="one or more of attn | mlp | block | joint (attention and MLP ranked "
+                   "together) | all (default: joint; smollm2: attn mlp joint)")
     p.add_argument("--max-drop", type=int, default=None,
-                   help="modules to drop (default: all the strategy can)")
+                   help="modules to drop (default: all the strategy can; smollm2: 8)")
     p.add_argument("--iterative", action="store_true",
                    help="also run the iterative plan (re-score after every drop)")
     p.add_argument("--heads", action="store_true", help="also compute per-head importance")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per model (median)")
-    p.add_argument("--random-seeds", type=int, nargs="*", default=[0, 1],
-                   help="seeds of the random-drop baseline")
-    p.add_argument("--n-items", type=int, default=64, help="organism items per task")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed repeats per model, median (default 5; smollm2: 3)")
+    p.add_argument("--random-seeds", type=int, nargs="*", default=None,
+                   help="seeds of the random-drop baseline (default 0 1; smollm2: 0)")
+    p.add_argument("--n-items", type=int, default=None,
+                   help=f"task items per task (default {DEFAULT_N_ITEMS}; smollm2: 32)")
     p.add_argument("--n-sentences", type=int, default=None,
-                   help="encoder evaluation sentences (default: all built-in ones)")
-    p.add_argument("--head-items", type=int, default=32,
-                   help="organism task items per task for --heads")
+                   help="minilm: evaluation sentences (default: all built-in ones); smollm2: "
+                   "held-out LM-loss sentences (default 64)")
+    p.add_argument("--head-items", type=int, default=None,
+                   help=f"organism task items per task for --heads (default {DEFAULT_HEAD_ITEMS})")
     p.add_argument("--no-figures", action="store_true", help="skip redundancy.html")
 
 
-def _config(args):
-    from analyses.redundancy.dropping import STRATEGIES
-    from analyses.redundancy.evaluation import DropEvalConfig
-    from analyses.redundancy.study import RedundancyConfig
+def flag_defaults(model: str) -> dict:
+    """Values of the flags not typed: the command's own, or SmolLM2's (a 30-layer model on a
+    CPU: ``analyses.redundancy.study.SMOLLM2_CONFIG``, which finishes in minutes)."""
+    if model != "smollm2":
+        return {"strategy": ["joint"], "repeats": 5, "random_seeds": [0, 1]}
+    from analyses.redundancy.study import default_config
 
-    strategies = STRATEGIES if args.strategy == "all" else (args.strategy,)
-    return RedundancyConfig(
-        strategies=strategies, max_drop=args.max_drop, iterative=args.iterative,
+    c = default_config(model)
+    return {"strategy": list(c.strategies), "max_drop": c.max_drop,
+            "repeats": c.eval.timing_repeats, "random_seeds": list(c.eval.random_seeds),
+            "n_items": c.eval.n_items, "n_sentences": c.eval.n_sentences}
+
+
+def check_redundancy(args) -> None:
+    """Every argument, before the model loads; fills in the defaults of the organism's sizes."""
+    if args.model not in MODELS:
+        raise UsageError(f"--model must be 'organism' or 'minilm' or 'smollm2', "
+                         f"got {args.model!r}")
+    if args.model == "minilm":
+        for flag in given(args, "n_items", "head_items"):
+            raise conflict(flag, "--model minilm", "it counts organism task items; minilm is "
+                           "evaluated on sentences (--n-sentences)")
+    elif args.model == "organism":
+        for flag in given(args, "n_sentences"):
+            raise conflict(flag, "--model organism", "it counts encoder sentences; the "
+                           "organism is evaluated on task items (--n-items)")
+    if not args.heads:
+        for flag in given(args, "head_items"):
+            raise conflict(flag, "no --heads", "it sizes the head importance; add --heads")
+    for name, value in flag_defaults(args.model).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    check_unique("--strategy", args.strategy)
+    check_int("--max-drop", args.max_drop, 0)
+    check_int("--repeats", args.repeats, 1)
+    check_int("--n-items", args.n_items, 1, MAX_ITEMS)
+    check_int("--n-sentences", args.n_sentences, 4)
+    check_int("--head-items", args.head_items, 2, MAX_ITEMS)
+    for seed in args.random_seeds:
+        check_int("--random-seeds", seed, 0)
+    check_unique("--random-seeds", args.random_seeds)
+    args.n_items = DEFAULT_N_ITEMS if args.n_items is None else args.n_items
+    args.head_items = DEFAULT_HEAD_ITEMS if args.head_items is None else args.head_items
+
+
+def _config(args):
+    import dataclasses
+
+    from analyses.redundancy.plans import STRATEGIES
+    from analyses.redundancy.study import default_config
+
+    base = default_config(args.model)  # what has no flag (smollm2: curve points, timing set)
+    strategies = STRATEGIES if "all" in args.strategy else tuple(args.strategy)
+    return dataclasses.replace(
+        base, strategies=strategies, max_drop=args.max_drop, iterative=args.iterative,
         heads=args.heads, head_items=args.head_items,
-        eval=DropEvalConfig(n_items=args.n_items, timing_repeats=args.repeats,
-                            random_seeds=tuple(args.random_seeds),
-                            n_sentences=args.n_sentences))
+        eval=dataclasses.replace(base.eval, n_items=args.n_items, timing_repeats=args.repeats,
+                                 random_seeds=tuple(args.random_seeds),
+                                 n_sentences=args.n_sentences))
 
 
 def run(args) -> int:
@@ -60,9 +115,8 @@ def run(args) -> int:
     from data.store import RunStore
     from probes.models import load_model
 
+    check_redundancy(args)
     config = _config(args)  # bad arguments fail before the model loads
-    if args.model not in ("organism", "minilm"):
-        raise ValueError(f"--model must be 'organism' or 'minilm', got {args.model!r}")
     loaded = load_model(args.model, device=args.device)
     config.drop_counts(loaded.cfg)  # too many drops: a clear error before the run starts
     torch.manual_seed(0)
@@ -70,11 +124,17 @@ def run(args) -> int:
     cfg = {"strategy": args.strategy, "max_drop": args.max_drop, "iterative": args.iterative,
            "heads": args.heads, "repeats": args.repeats, "random_seeds": args.random_seeds,
            "n_items": args.n_items, "n_sentences": args.n_sentences,
+           "eval_every": config.eval_every, "time_last_only": config.time_last_only,
+           "timing_prompts": config.timing_prompts,
            "device": str(loaded.cfg.device), "torch_threads": torch.get_num_threads()}
+    print(f"redundancy on {args.model}: " + ", ".join(f"{k} {v}" for k, v in cfg.items()))
     with store.start_run(command="redundancy", model=args.model, config=cfg) as rec:
         result = run_redundancy(loaded, config)
         write_run(rec, result, figures=not args.no_figures)
+    from analyses.reports.redundancy import last_point_table
+
     print(f"run {rec.run_id}: {result.comparison.verdict}")
+    print(last_point_table(result.drop_curve).to_string(index=False))
     sp = result.speedup.sort_values("n_dropped").groupby(["strategy", "mode"]).tail(1)
     for r in sp.itertuples():
         print(f"  {r.strategy}/{r.mode}: {r.n_dropped} dropped -> {r.speedup:.2f}x median "

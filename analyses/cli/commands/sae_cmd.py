@@ -14,9 +14,24 @@ writes the feature tables (`sae_feature_examples`, `sae_feature_hist`, `sae_feat
 
 from __future__ import annotations
 
+from analyses.cli.checks import (
+    MAX_D_SAE,
+    MAX_TOKENS,
+    UsageError,
+    check_float,
+    check_folder,
+    check_int,
+    check_layers,
+    conflict,
+    given,
+    parse_ints,
+)
 from analyses.cli.options import add_command, add_model
 
 SAE_HELP = "'shipped', a path to an SAE folder, or sae_lens:<release>/<sae_id>"
+#: Options of one architecture only (argparse dest -> architecture); their defaults are the
+#: SAETrainConfig's, so a typed one for another architecture is an error, not ignored.
+ARCH_OPTIONS = {"k": "topk", "l1": "standard", "l0": "jumprelu", "threshold": "jumprelu"}
 
 
 def _sae_command(sp, common, name: str, func, help: str, description: str, sae: bool = True):
@@ -35,11 +50,13 @@ def _add_train(sp, common) -> None:
                      "blocks.L.attn.hook_z; resumes from --out if interrupted.", sae=False)
     p.add_argument("--arch", default="topk", choices=["topk", "jumprelu", "standard"])
     p.add_argument("--d-sae", type=int, default=2048, help="dictionary size")
-    p.add_argument("--k", type=int, default=32, help="TopK: active features per token")
-    p.add_argument("--l1", type=float, default=1.0, help="standard: L1 coefficient")
-    p.add_argument("--l0", type=float, default=1.0, help="jumprelu: L0 coefficient")
-    p.add_argument("--threshold", type=float, default=0.01,
-                   help="jumprelu: initial threshold (Adam moves it by about lr per step)")
+    p.add_argument("--k", type=int, default=None,
+                   help="topk: active features per token (default 32)")
+    p.add_argument("--l1", type=float, default=None, help="standard: L1 coefficient (default 1)")
+    p.add_argument("--l0", type=float, default=None, help="jumprelu: L0 coefficient (default 1)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="jumprelu: initial threshold (default 0.01; Adam moves it by about lr "
+                   "per step)")
     p.add_argument("--lr", type=float, default=1.2e-3)
     p.add_argument("--batch-tokens", type=int, default=1024, help="tokens per step")
     p.add_argument("--tokens", type=int, default=1_000_000, help="training tokens in total")
@@ -48,7 +65,10 @@ def _add_train(sp, common) -> None:
     p.add_argument("--from-shards", default=None,
                    help="read hook_z from activation shards in this folder instead of the model")
     p.add_argument("--out", default=None, help="SAE folder (default: <run>/sae)")
-    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start afresh, deleting the checkpoints in --out (by default training "
+                   "resumes from them if they were made with the same settings, and refuses "
+                   "otherwise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-tokens", type=int, default=20_000)
 
@@ -79,17 +99,73 @@ def register(sub, common) -> None:
     _add_train(sp, common)
     _add_eval(sp, common)
     _add_features(sp, common)
-    add_command(sp, common, "list", run_list, "list the shipped SAEs")
+    add_command(sp, common, "list", run_list, "list the shipped SAEs", writes_runs=False)
     s = add_command(sp, common, "ship", run_ship, "retrain the shipped SAEs (data/saes)",
-                    "Retrain the SAEs of data/saes/recipe.json and overwrite them.")
+                    "Retrain the SAEs of data/saes/recipe.json and overwrite them.",
+                    writes_runs=False)
     s.add_argument("--model", default=None, help="only this model (default: all in the recipe)")
     s.add_argument("--layers", default=None, help="comma-separated layers (default: recipe)")
 
 
 def _load(args):
+    """The model, then the arguments that need its sizes (``--layer``)."""
     from probes.models import load_model
 
-    return load_model(args.model, device=args.device)
+    loaded = load_model(args.model, device=args.device)
+    check_layers("--layer", [args.layer], loaded.cfg.n_layers)
+    return loaded
+
+
+def _model_and_sae(args, tokens_flag: str, tokens: int):
+    """``sae eval`` / ``sae features``: check --layer, --sae and the token count, load the
+    model, then the SAE, checked to fit the layer's hook_z before any work."""
+    from saes.activations import check_sae_fits
+    from saes.io import check_sae_spec, resolve_sae
+
+    check_int("--layer", args.layer, 0)
+    check_int(tokens_flag, tokens, 1, MAX_TOKENS)
+    check_sae_spec(args.sae, args.model, args.layer)
+    loaded = _load(args)
+    sae = resolve_sae(args.sae, loaded.name, args.layer, loaded.cfg.device)
+    check_sae_fits(sae, loaded.model, args.layer)
+    return loaded, sae
+
+
+def check_train(args):
+    """Every ``sae train`` argument, before the model loads: (SAETrainConfig, ActivationConfig).
+    """
+    from saes.config import ActivationConfig, SAETrainConfig
+
+    check_int("--layer", args.layer, 0)
+    for name, arch in ARCH_OPTIONS.items():
+        for flag in given(args, name):
+            if args.arch != arch:
+                raise conflict(flag, f"--arch {args.arch}", f"it sets --arch {arch} SAEs only")
+    check_int("--d-sae", args.d_sae, 1, MAX_D_SAE)
+    check_int("--k", args.k, 1)
+    if args.k is not None and args.k > args.d_sae:
+        raise UsageError(f"--k {args.k} is more than --d-sae {args.d_sae}: a TopK SAE keeps k "
+                         "of its d_sae features per token")
+    check_float("--lr", args.lr, 0.0, open_lo=True)
+    check_float("--l1", args.l1, 0.0)
+    check_float("--l0", args.l0, 0.0)
+    check_float("--threshold", args.threshold, 0.0, open_lo=True)
+    check_int("--batch-tokens", args.batch_tokens, 1)
+    if args.tokens < args.batch_tokens:
+        raise UsageError(f"--tokens {args.tokens} is less than --batch-tokens "
+                         f"{args.batch_tokens}: train for at least one batch")
+    check_int("--buffer-tokens", args.buffer_tokens, 1, MAX_TOKENS)
+    check_int("--eval-tokens", args.eval_tokens, 1, MAX_TOKENS)
+    check_int("--seed", args.seed, 0)
+    check_folder("--from-shards", args.from_shards, must_exist=True)
+    check_folder("--out", args.out)
+    typed = {"k": args.k, "l1_coefficient": args.l1, "l0_coefficient": args.l0,
+             "jumprelu_init_threshold": args.threshold}
+    cfg = SAETrainConfig(
+        arch=args.arch, d_sae=args.d_sae, lr=args.lr, batch_tokens=args.batch_tokens,
+        total_tokens=args.tokens, seed=args.seed,
+        **{k: v for k, v in typed.items() if v is not None})
+    return cfg, ActivationConfig(n_tokens=args.buffer_tokens, seed=args.seed)
 
 
 def _eval_table(loaded, sae, layer, n_tokens, label):
@@ -115,16 +191,16 @@ def run_train(args) -> int:
     from pathlib import Path
 
     from data.store import RunStore
-    from saes.config import ActivationConfig, SAETrainConfig
-    from saes.train import train_attention_sae
+    from saes.activations import z_shape
+    from saes.train import corpus_source, resumable_checkpoint, train_attention_sae, train_signature
 
-    cfg = SAETrainConfig(
-        arch=args.arch, d_sae=args.d_sae, k=args.k, l1_coefficient=args.l1,
-        l0_coefficient=args.l0, jumprelu_init_threshold=args.threshold, lr=args.lr,
-        batch_tokens=args.batch_tokens, total_tokens=args.tokens, seed=args.seed,
-    )
-    acfg = ActivationConfig(n_tokens=args.buffer_tokens, seed=args.seed)
+    cfg, acfg = check_train(args)
     loaded = _load(args)
+    data = ({"source": "shards", "path": str(Path(args.from_shards).resolve()),
+             "n_tokens": args.buffer_tokens} if args.from_shards else corpus_source(acfg))
+    if args.out and not args.no_resume:  # a checkpoint of other settings: refused right here
+        d_in = z_shape(loaded.model, args.layer).d_in
+        resumable_checkpoint(args.out, train_signature(cfg, args.layer, loaded.name, d_in, data))
     acts = None
     if args.from_shards:
         from saes.shards import read_hook_z
@@ -136,7 +212,8 @@ def run_train(args) -> int:
     with store.start_run(command="sae train", model=loaded.name, config=config) as run:
         out = Path(args.out) if args.out else run.path / "sae"
         res = train_attention_sae(loaded, args.layer, cfg, activations=acts,
-                                  activation_cfg=acfg, out_dir=out, resume=not args.no_resume)
+                                  activation_cfg=acfg, out_dir=out, resume=not args.no_resume,
+                                  data=data)
         ev, frame = _eval_table(loaded, res.sae, args.layer, args.eval_tokens, str(out))
         run.write_table("sae_eval", frame)
         run.update_manifest(sae_path=str(out), n_steps=res.n_steps,
@@ -150,10 +227,8 @@ def run_train(args) -> int:
 
 def run_eval(args) -> int:
     from data.store import RunStore
-    from saes.io import resolve_sae
 
-    loaded = _load(args)
-    sae = resolve_sae(args.sae, loaded.name, args.layer, loaded.cfg.device)
+    loaded, sae = _model_and_sae(args, "--eval-tokens", args.eval_tokens)
     store = RunStore(args.runs_dir)
     config = {"sae": str(args.sae), "layer": args.layer, "eval_tokens": args.eval_tokens}
     with store.start_run(command="sae eval", model=loaded.name, config=config) as run:
@@ -168,16 +243,14 @@ def run_features(args) -> int:
     from data.store import RunStore
     from saes.corpus import corpus_tokens
     from saes.features import FEATURE_TABLES, feature_tables
-    from saes.io import resolve_sae
 
-    feats = None
-    if args.features:
-        try:
-            feats = [int(f) for f in args.features.split(",")]
-        except ValueError:
-            raise ValueError("--features must be comma-separated integers, e.g. 3,17,42") from None
-    loaded = _load(args)
-    sae = resolve_sae(args.sae, loaded.name, args.layer, loaded.cfg.device)
+    check_int("--top", args.top, 1)
+    check_int("--bins", args.bins, 1)
+    feats = list(parse_ints("--features", args.features)) if args.features is not None else None
+    loaded, sae = _model_and_sae(args, "--tokens", args.tokens)
+    if feats and max(feats) >= sae.cfg.d_sae:
+        raise UsageError(f"--features: {[f for f in feats if f >= sae.cfg.d_sae]} do not exist; "
+                         f"the SAE has {sae.cfg.d_sae} features (0..{sae.cfg.d_sae - 1})")
     tokens = corpus_tokens(loaded, args.tokens, seed=0, split="heldout")
     store = RunStore(args.runs_dir)
     config = {"sae": str(args.sae), "layer": args.layer, "tokens": args.tokens,
@@ -218,9 +291,13 @@ def run_list(args) -> int:
 
 
 def run_ship(args) -> int:
-    from saes.shipped import ship
+    from saes.shipped import read_recipe, ship
 
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    layers = list(parse_ints("--layers", args.layers)) if args.layers is not None else None
+    recipe = read_recipe()
+    if args.model is not None and args.model not in recipe:
+        raise UsageError(f"--model {args.model!r} is not in the SAE recipe: choose from "
+                         f"{', '.join(sorted(recipe))}")
     for row in ship(model=args.model, layers=layers, device=args.device):
         print(row)
     return 0
