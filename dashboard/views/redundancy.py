@@ -14,12 +14,19 @@ st.caption("Importance S = 1 - mean cos(X, X + sublayer(LN(X))) over calibration
            "low S = redundant (He et al. 2024, 'What Matters in Transformers'). Dropped components "
            "are skipped, so the speedup is measured, not estimated.")
 
+
+
+def _pick_definition(df) -> str:
+    """The score definition to show (a run may hold 'unit' and 'residual_sum' scores)."""
+    options = sorted(df["definition"].unique()) if "definition" in df.columns else ["unit"]
+    return st.selectbox("Score definition", options, key="redundancy_definition",
+                        index=options.index("unit") if "unit" in options else 0)
+
+
 scores = state.load("redundancy", key="redundancy_run")
 if scores is not None:
     run_id, df = scores.run_id, scores.df
-    definitions = sorted(df["definition"].unique()) if "definition" in df.columns else ["unit"]
-    definition = st.selectbox("Score definition", definitions, key="redundancy_definition",
-                              index=definitions.index("unit") if "unit" in definitions else 0)
+    definition = _pick_definition(df)
     left, right = st.columns(2)
     left.plotly_chart(rf.importance_bars(df, definition), key="importance_bars")
     right.plotly_chart(rf.importance_heatmap(df, definition), key="importance_heatmap")
