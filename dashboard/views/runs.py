@@ -11,7 +11,7 @@ from data.store import StoreError
 
 #: Page that shows each table, for the "open in" links of a run.
 TABLE_PAGES = {
-    **dict.fromkeys(["entropy", "head_norms"], "views/attention.py"),
+    **dict.fromkeys(["entropy", "head_norms", "sinks", "sink_rate"], "views/attention.py"),
     **dict.fromkeys(["massive", "massive_summary", "organism_dynamics"], "views/massive.py"),
     **dict.fromkeys(["sae_feature_examples", "sae_feature_hist", "sae_feature_heads",
                      "sae_logit_effects", "sae_head_summary", "sae_head_features", "sae_eval"],

