@@ -143,11 +143,18 @@ def _replace(value: torch.Tensor, head_mask: torch.Tensor | None):
 
 
 def ablated_forward(model, tokens: torch.Tensor, components: Sequence[Component],
-                    config: AblationConfig, reference: torch.Tensor | None = None):
-    """Logits (batch, pos, d_vocab) of ``tokens`` with ``components`` ablated."""
+                    config: AblationConfig, reference: torch.Tensor | None = None,
+                    values: dict[str, torch.Tensor] | None = None):
+    """Logits (batch, pos, d_vocab) of ``tokens`` with ``components`` ablated.
+
+    ``values``: :func:`replacement_values` already computed for these tokens' shape (for a
+    superset of the components' hook points), so that many component sets ablated on one
+    dataset record the reference prompts once; else they are computed from ``reference``.
+    """
     model = unwrap(model)
     check_components(model, components)
-    values = replacement_values(model, components, config, tokens.shape[0], tokens.shape[1],
-                                reference)
+    if values is None:
+        values = replacement_values(model, components, config, tokens.shape[0],
+                                    tokens.shape[1], reference)
     with torch.no_grad(), scoped_hooks(model, ablation_hooks(model, components, values)):
         return model(tokens.to(model.cfg.device))

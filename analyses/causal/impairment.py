@@ -8,18 +8,26 @@ random head sets of the same size (the baseline a selective effect must beat).
 
     >>> res = selective_impairment(model, datasets, references, ImpairmentConfig(k=3))
     >>> res.table   # task x ablated_set: accuracy, ablated accuracy, drop (and random std)
+
+The two families are configurable (``source_tasks``): a model that does not do ``reasoning``
+(SmolLM2, :mod:`analyses.causal.task_sets`) contrasts recall with another in-context family.
+On a large model the exact z sweeps cost ``n_layers * n_heads`` passes over the pairs, so
+``n_patch`` chooses the heads on the first ``n_patch`` pairs only (accuracies still use all
+items), and a sweep already run on the same pairs can be passed in (``sweeps``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import pandas as pd
+import torch
 
-from analyses.causal.ablation import AblationConfig, ablated_forward, heads
+from analyses.causal.ablation import AblationConfig, ablated_forward, heads, replacement_values
 from analyses.causal.patching import PatchingConfig, pair_from_task, patch
 from probes.models import unwrap
 
@@ -31,10 +39,13 @@ class ImpairmentConfig:
     n_random: int = 5  # random head sets of size k for the baseline
     ablation: str = "mean"  # zero | mean | resample
     seed: int = 0  # random head sets
+    n_patch: int | None = None  # pairs of each source task the z sweep runs on (None = all)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_random < 0:
             raise ValueError(f"k must be >= 1 and n_random >= 0, got {self.k}, {self.n_random}")
+        if self.n_patch is not None and self.n_patch < 1:
+            raise ValueError(f"n_patch must be >= 1 or None, got {self.n_patch}")
         AblationConfig(self.ablation)  # validates the method name
 
 
@@ -59,12 +70,14 @@ def random_head_sets(n_layers: int, n_heads: int, k: int, n: int, seed: int):
 
 def selective_impairment(model, datasets: Mapping, references: Mapping,
                          config: ImpairmentConfig, accuracy: Callable | None = None,
-                         metric: Callable | None = None):
+                         metric: Callable | None = None, sweeps: Mapping | None = None):
     """Patching-chosen head sets of ``config.source_tasks``, ablated on every dataset.
 
     ``datasets``/``references``: task name -> TaskDataset (evaluation items / the reference
     prompts of mean and resample ablation). ``accuracy(logits, dataset)`` and the patching
     metric ``metric(logits, dataset)`` default to ``data.tasks.accuracy`` / ``logit_diff``.
+    ``sweeps``: task name -> a z denoising `patching` table already run on that task's first
+    ``config.n_patch`` pairs (all pairs when None), used instead of running it again.
     """
     if accuracy is None:
         from data.tasks import accuracy
@@ -72,20 +85,26 @@ def selective_impairment(model, datasets: Mapping, references: Mapping,
     missing = [t for t in config.source_tasks if t not in datasets]
     if missing:
         raise ValueError(f"no dataset for source tasks {missing}: pass them in datasets")
-    sweeps = [patch(model, _pair(datasets[t], metric), PatchingConfig("z")).table
+    given = dict(sweeps or {})
+    sweeps = [given[t] if t in given else
+              patch(model, _pair(first_items(datasets[t], config.n_patch), metric),
+                    PatchingConfig("z")).table
               for t in config.source_tasks]
     head_sets = {f"top_{t}": top_heads(s, config.k) for t, s in zip(config.source_tasks, sweeps)}
     randoms = random_head_sets(model.cfg.n_layers, model.cfg.n_heads, config.k,
                                config.n_random, config.seed)
     ablation = AblationConfig(config.ablation, seed=config.seed)
+    every = heads(sorted({h for s in [*head_sets.values(), *randoms] for h in s}))
     rows = []
     for task, ds in datasets.items():
         base = accuracy(model(ds.clean_tokens.to(model.cfg.device)), ds)
-        ref = references[task].clean_tokens
+        # the reference prompts run once per task: every set's values are read from them
+        values = replacement_values(model, every, ablation, *ds.clean_tokens.shape,
+                                    references[task].clean_tokens)
 
-        def acc(pairs, ds=ds, ref=ref):
-            return accuracy(ablated_forward(model, ds.clean_tokens, heads(pairs), ablation, ref),
-                            ds)
+        def acc(pairs, ds=ds, values=values):
+            return accuracy(ablated_forward(model, ds.clean_tokens, heads(pairs), ablation,
+                                            values=values), ds)
 
         for name, pairs in head_sets.items():
             a = acc(pairs)
@@ -117,6 +136,15 @@ def ablation_accuracy(model, datasets: Mapping, references: Mapping, components,
         rows.append((task, name, len(components), base, a, base - a, 0.0, label))
     return pd.DataFrame(rows, columns=["task", "ablated_set", "k", "accuracy",
                                        "accuracy_ablated", "drop", "drop_std", "heads"])
+
+
+def first_items(dataset, n: int | None):
+    """The first ``n`` items of a ``data.tasks.TaskDataset`` (all of them when n is None)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    fields = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset)}
+    return dataclasses.replace(dataset, **{k: v[:n] for k, v in fields.items()
+                                           if isinstance(v, (torch.Tensor, tuple))})
 
 
 def _pair(ds, metric):

@@ -12,6 +12,13 @@ MLPs are recomputed in pass 1 by default (as in Wang et al., so paths through ML
 ``freeze_mlps=True`` freezes them too, leaving only the direct head -> receiver path.
 Senders are batched like :mod:`analyses.causal.patching` (one row group per sender head).
 
+The direct path to the logits with MLPs frozen needs no pass through the blocks: with every
+head's ``z`` and every MLP output frozen at the base run, the final residual stream is the base
+run's plus the sender's change of output, ``(z_src - z_base) W_O``, so only the final norm and
+the unembedding run (at ``score_pos`` when the pair has one). On a 30-layer model this turns
+minutes into seconds; models with a norm after the attention output (``ln1_post``) take the
+two-pass route, as do encoders (BERT normalises after each residual add).
+
 Denoising: base = corrupted, source = clean. Noising (Wang et al.'s own direction, with the
 "ABC" corruption as the source): base = clean, source = corrupted.
 
@@ -95,8 +102,11 @@ def path_patch(model, pair: PatchPair, config: PathPatchingConfig, progress: boo
     names = [f"blocks.{la}.attn.hook_z" for la in range(n_layers)]
     names += [f"blocks.{la}.hook_mlp_out" for la in range(n_layers)]
     names += [resid_name(la) for la in range(n_layers)]
+    closed = _closed_form(runner, config)
+    names += [_final_name(n_layers)] if closed else []
     max_rows = rows_per_pass(model, pair.n_pos, config.memory_budget_mb)
     per_chunk = max(1, max_rows // pair.batch)
+    chunk_metrics = _direct_metrics if closed else _chunk_metrics
     values = []
     with torch.no_grad():
         base = run_baselines(runner, pair, names)
@@ -105,7 +115,7 @@ def path_patch(model, pair: PatchPair, config: PathPatchingConfig, progress: boo
         for start in tqdm(range(0, len(senders), per_chunk), desc="path patch",
                           disable=not progress):
             chunk = senders[start : start + per_chunk]
-            values += _chunk_metrics(runner, pair, config, chunk, src, dst)
+            values += chunk_metrics(runner, pair, config, chunk, src, dst)
     patches = (("path_z", layer, head, -1, value) for (layer, head), value in zip(senders, values))
     return patching_table(pair, base, config.method, patches, receivers=config.label())
 
@@ -126,6 +136,41 @@ def _chunk_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
         output = _receiver_pass(runner, config, recorded, dst, n)
     return [float(reduce_metric(pair.score(output[g * batch : (g + 1) * batch])))
             for g in range(n)]
+
+
+def _final_name(n_layers: int) -> str:
+    return f"blocks.{n_layers - 1}.hook_resid_post"
+
+
+def _closed_form(runner, config: PathPatchingConfig) -> bool:
+    """Whether the direct path is the base run's final residual plus the sender's output.
+
+    True for pre-norm decoders; an encoder (BERT normalises after each residual add) and a
+    model with a norm on the attention output (``ln1_post``) take the two passes.
+    """
+    post_norm = getattr(runner.model.cfg, "use_normalization_before_and_after", False)
+    return not (config.receivers or not config.freeze_mlps or runner.encoder or post_norm)
+
+
+def _direct_metrics(runner, pair, config, chunk, src, dst) -> list[float]:
+    """The logits receiver with MLPs frozen: final norm + unembedding of resid + dz W_O."""
+    model, batch = runner.model, pair.batch
+    final = dst[_final_name(model.cfg.n_layers)]  # (batch, pos, d_model)
+    rows = torch.arange(batch, device=final.device)
+    scored = pair.score_pos is not None
+    if scored:  # only the scored positions reach the metric
+        final = final[rows, pair.score_pos.to(final.device)][:, None]  # (batch, 1, d_model)
+    resids = []
+    for layer, head in chunk:
+        name = f"blocks.{layer}.attn.hook_z"
+        dz = src[name][:, :, head] - dst[name][:, :, head]  # (batch, pos, d_head)
+        if scored:
+            dz = dz[rows, pair.score_pos.to(dz.device)][:, None]  # (batch, 1, d_head)
+        resids.append(final + dz @ model.blocks[layer].attn.W_O[head])
+    output = runner.from_layer(torch.cat(resids), model.cfg.n_layers, len(chunk))
+    metric = (lambda out: pair.metric(out[:, 0])) if scored else pair.score
+    return [float(reduce_metric(metric(output[g * batch : (g + 1) * batch])))
+            for g in range(len(chunk))]
 
 
 def _receiver_pass(runner, config, recorded, dst, n) -> torch.Tensor:

@@ -6,32 +6,46 @@ it runs :func:`analyses.causal.circuit.analyse_circuit` and writes, into a new r
 - ``report.html``: plotly figures with plotly.js embedded once inline (no CDN, works
   offline), tables as HTML (written by :mod:`analyses.reports.page`);
 - ``report.md``: the same findings as Markdown tables (for PRs, CI logs);
-- tables ``patching`` and ``impairment`` (Parquet, schemas in :mod:`data.schemas`) and
-  ``circuit_roles`` / ``circuit_sae_features`` when present.
+- tables ``patching`` and ``impairment`` (Parquet, schemas in :mod:`data.schemas`),
+  ``circuit_roles`` / ``circuit_sae_features`` when present, and ``attribution_all_pairs``
+  (the `patching` columns) when attribution also ran on more pairs than the exact sweeps;
+- in the manifest: the whole :class:`~analyses.causal.circuit.CircuitConfig` (pairs of the
+  exact and of the other steps, which sweeps ran, the impairment's families), the notes on
+  what was run and why, both attribution correlations and the wall time.
+
+A sweep the config skipped (the noising sweep, per-position sweeps: SmolLM2's cost-bounded
+defaults) has no figure; the report says what was skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.causal.circuit import CircuitAnalysis, CircuitConfig, analyse_circuit
+from analyses.causal.task_sets import model_note
 from analyses.figures import causal as figures
 from analyses.reports import page as pages
 
 
+def _has(p: pd.DataFrame, component: str, method: str | None = None) -> bool:
+    rows = p.component == component
+    return bool((rows & (p.method == method)).any() if method else rows.any())
+
+
 def _figures(a: CircuitAnalysis) -> list[tuple[str, go.Figure]]:
     p = a.patching
-    out = [
-        ("Head outputs, denoising (layer x head)", figures.patching_heatmap(p, "z", "denoising")),
-        ("Head outputs, noising (layer x head)", figures.patching_heatmap(p, "z", "noising")),
-        ("Residual stream (layer x position)", figures.patching_heatmap(p, "resid_pre")),
-        ("Attention outputs (layer x position)", figures.patching_heatmap(p, "attn_out")),
-        ("MLP outputs (layer x position)", figures.patching_heatmap(p, "mlp_out")),
-        ("Attribution vs exact", figures.attribution_scatter(p, "z", "denoising")),
-    ]
+    by = "layer x position" if a.config.position_sweeps else "by layer"
+    heads = [("Head outputs, denoising (layer x head)", "z", "denoising"),
+             ("Head outputs, noising (layer x head)", "z", "noising"),
+             ("Residual stream (layer x position)", "resid_pre", None),
+             (f"Attention outputs ({by})", "attn_out", None),
+             (f"MLP outputs ({by})", "mlp_out", None)]
+    out = [(title, figures.patching_heatmap(p, c, m)) for title, c, m in heads if _has(p, c, m)]
+    out.append(("Attribution vs exact", figures.attribution_scatter(p, "z", "denoising")))
     if (p.component == "path_z").any():
         for recv in p.loc[p.component == "path_z", "receivers"].unique():
             sub = p[(p.component == "path_z") & (p.receivers == recv)]
@@ -41,9 +55,18 @@ def _figures(a: CircuitAnalysis) -> list[tuple[str, go.Figure]]:
     return out
 
 
+def _top_title(a: CircuitAnalysis) -> str:
+    n, ne = a.config.n, a.config.exact_pairs
+    if a.attribution_r_all is None:
+        return f"Top heads (attribution vs exact: r = {a.attribution_r:.3f})"
+    return (f"Top heads by exact denoising on {ne} pairs (attribution vs exact on the same "
+            f"{ne} pairs: r = {a.attribution_r:.3f}; attribution on {n} pairs vs exact: "
+            f"r = {a.attribution_r_all:.3f})")
+
+
 def _tables(a: CircuitAnalysis) -> list[tuple[str, pd.DataFrame]]:
     out = [("Accuracy and logit difference", a.accuracy),
-           (f"Top heads (attribution vs exact: r = {a.attribution_r:.3f})", a.top_heads),
+           (_top_title(a), a.top_heads),
            ("Circuit roles (path patching)", a.roles),
            ("Selective impairment (accuracy drop when a head set is ablated)",
             a.impairment.table)]
@@ -57,11 +80,16 @@ def circuit_page(a: CircuitAnalysis, with_figures: bool = True) -> pages.Page:
     """What the report shows: tables (rounded to 4 digits), the SAE note, then the figures."""
     sections = [pages.Section(title, (pages.Table(df.round(4)),)) for title, df in _tables(a)]
     sections.append(pages.Section("SAEs", (pages.Text(a.sae_note or "none"),)))
+    if a.notes:
+        sections.append(pages.Section("What was run", tuple(pages.Text(n) for n in a.notes)))
     if with_figures:
         sections += [pages.Section(title, (pages.Figure(fig),)) for title, fig in _figures(a)]
-    intro = pages.Text(f"{a.config.n} clean/corrupted pairs, seed {a.config.seed}. Effects "
-                       "are normalised (0 = corrupted run, 1 = clean run).", note=True)
-    return pages.Page(f"Circuit report: {a.model} / {a.config.task}", (intro,), tuple(sections))
+    intro = [pages.Text(f"{a.config.n} clean/corrupted pairs, seed {a.config.seed}. Effects "
+                        "are normalised (0 = corrupted run, 1 = clean run).", note=True)]
+    if a.notes and model_note(a.model):
+        intro.insert(0, pages.Text(f"Model: {model_note(a.model)}.", note=True))
+    return pages.Page(f"Circuit report: {a.model} / {a.config.task}", tuple(intro),
+                      tuple(sections))
 
 
 def render_html(a: CircuitAnalysis) -> str:
@@ -80,17 +108,30 @@ def write_circuit_report(loaded, config: CircuitConfig, store, out: str | Path |
     from data.store import atomic_write_text
 
     with store.start_run(command="report circuit", model=loaded.name,
-                         config={"task": config.task, "n": config.n, "seed": config.seed,
-                                 "top_k": config.top_k, "ablation": config.ablation}) as run:
+                         config=manifest_config(config)) as run:
         a = analyse_circuit(loaded, config, progress=progress)
         run.write_table("patching", a.patching)
         run.write_table("impairment", a.impairment.table)
         run.write_table("circuit_roles", a.roles)
+        if a.attribution_all is not None:
+            run.write_table("attribution_all_pairs", a.attribution_all)
         if a.sae_features is not None:
             run.write_table("circuit_sae_features", a.sae_features)
         page, md = render_html(a), render_markdown(a)
         for folder in [Path(run.path)] + ([Path(out)] if out else []):
             atomic_write_text(folder / "report.html", page)
             atomic_write_text(folder / "report.md", md)
-        run.update_manifest(attribution_r=a.attribution_r, sae_note=a.sae_note)
+        run.update_manifest(attribution_r=a.attribution_r, sae_note=a.sae_note,
+                            attribution_r_all_pairs=a.attribution_r_all, notes=list(a.notes),
+                            seconds=round(a.seconds, 1) if a.seconds is not None else None,
+                            impairment_sources=list(a.impairment.head_sets))
     return run, a
+
+
+def manifest_config(config: CircuitConfig) -> dict:
+    """The config as the manifest records it: every field, the pairs of the exact steps too."""
+    out = dataclasses.asdict(config)
+    out["exact_pairs"] = config.exact_pairs
+    if out["impairment_tasks"] is not None:
+        out["impairment_tasks"] = list(out["impairment_tasks"])
+    return out

@@ -50,9 +50,10 @@ PATCH_DESCRIPTION = (
     "sentence-embedding cosine (encoders, --clean/--corrupted).")
 ABLATE_HELP = "ablate heads/sublayers; selective impairment"
 ABLATE_DESCRIPTION = (
-    "Zero/mean/resample-ablate heads and sublayers and report accuracy on every task, or "
-    "(--impairment) ablate the top recall and reasoning heads found by patching next to random "
-    "head sets of the same size.")
+    "Zero/mean/resample-ablate heads and sublayers and report accuracy on every task the "
+    "model does, or (--impairment) ablate the top heads of two task families found by "
+    "patching (recall and reasoning; recall and ioi on smollm2, --impairment-tasks) next to "
+    "random head sets of the same size.")
 DEFAULT_TASK, DEFAULT_N, DEFAULT_SEED = "ioi", 64, 0
 DEFAULT_K, DEFAULT_N_RANDOM = 3, 5
 IMPAIRMENT_TASKS_HELP = ("impairment: comma-separated task families whose top heads are "
