@@ -257,6 +257,12 @@ class HeComparison:
     lowest_attn_in_deeper_half: bool  # the most redundant attention layer is a deep one
     same_ordering: bool  # mean_attn < mean_mlp, in most layers, and deep attention lowest
     verdict: str  # one sentence with the figures
+    # "especially deep ones", beyond the single lowest layer (robust to near-ties and to
+    # outlier layers such as a first layer that rewrites the embedding):
+    median_attn_shallow: float = float("nan")  # median attention score, layers < n/2
+    median_attn_deep: float = float("nan")  # median attention score, layers >= n/2
+    n_lowest: int = 0  # k = ceil(n/4): how many most-redundant attention layers are counted
+    deep_among_lowest: int = 0  # of the k most redundant attention layers, how many are deep
 
 
 def he_comparison(scores: pd.DataFrame) -> HeComparison:
@@ -270,10 +276,17 @@ def he_comparison(scores: pd.DataFrame) -> HeComparison:
     n = len(wide)
     deep = by_score[0] >= n / 2
     same = attn.mean() < mlp.mean() and len(below) > n / 2 and deep
+    is_deep = wide.index >= n / 2
+    shallow_med, deep_med = float(attn[~is_deep].median()), float(attn[is_deep].median())
+    k = -(-n // 4)
+    deep_k = sum(i >= n / 2 for i in by_score[:k])
     verdict = (
         f"{'same as' if same else 'differs from'} He et al.: mean attention score "
         f"{attn.mean():.4f} vs MLP {mlp.mean():.4f} (ratio {attn.mean() / mlp.mean():.2f}); "
         f"attention below MLP in {len(below)}/{n} layers; most redundant attention layer "
-        f"{by_score[0]} ({'deeper' if deep else 'shallower'} half)")
+        f"{by_score[0]} ({'deeper' if deep else 'shallower'} half); median attention score "
+        f"{deep_med:.4f} in the deeper half vs {shallow_med:.4f} in the shallower; "
+        f"{deep_k} of the {k} most redundant attention layers are deep")
     return HeComparison([float(x) for x in attn], [float(x) for x in mlp], float(attn.mean()),
-                        float(mlp.mean()), below, by_score, bool(deep), bool(same), verdict)
+                        float(mlp.mean()), below, by_score, bool(deep), bool(same), verdict,
+                        shallow_med, deep_med, k, int(deep_k))

@@ -34,14 +34,14 @@ def register(sub, common) -> None:
                    help="also run the iterative plan (re-score after every drop)")
     p.add_argument("--heads", action="store_true", help="also compute per-head importance")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed repeats per model, median (default 5; smollm2: 3)")
+                   help="timed repeats per model, median (default 5)")
     p.add_argument("--random-seeds", type=int, nargs="*", default=None,
                    help="seeds of the random-drop baseline (default 0 1; smollm2: 0)")
     p.add_argument("--n-items", type=int, default=None,
-                   help=f"task items per task (default {DEFAULT_N_ITEMS}; smollm2: 32)")
+                   help=f"task items per task (default {DEFAULT_N_ITEMS}; smollm2: 24)")
     p.add_argument("--n-sentences", type=int, default=None,
                    help="minilm: evaluation sentences (default: all built-in ones); smollm2: "
-                   "held-out LM-loss sentences (default 64)")
+                   "held-out LM-loss sentences (default 48)")
     p.add_argument("--head-items", type=int, default=None,
                    help=f"organism task items per task for --heads (default {DEFAULT_HEAD_ITEMS})")
     p.add_argument("--no-figures", action="store_true", help="skip redundancy.html")
@@ -138,5 +138,7 @@ def run(args) -> int:
     sp = result.speedup.sort_values("n_dropped").groupby(["strategy", "mode"]).tail(1)
     for r in sp.itertuples():
         print(f"  {r.strategy}/{r.mode}: {r.n_dropped} dropped -> {r.speedup:.2f}x median "
-              f"({r.full_ms:.1f} -> {r.pruned_ms:.1f} ms), {r.speedup_min:.2f}x best-of")
+              f"({r.full_ms:.1f} -> {r.pruned_ms:.1f} ms), {r.speedup_min:.2f}x best-of, "
+              f"{r.speedup_cpu:.2f}x CPU time ({r.full_cpu_ms:.1f} -> {r.pruned_cpu_ms:.1f} ms); "
+              f"{r.speedup_macs:.2f}x by multiply-adds")
     return 0

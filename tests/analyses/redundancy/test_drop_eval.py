@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -9,11 +10,14 @@ from analyses.redundancy.dropping import DropSet, prune
 from analyses.redundancy.evaluation import (
     DropEvalConfig,
     EncoderEval,
+    MemoEval,
     OrganismEval,
+    curve_points,
     drop_curve,
     lm_loss,
     measure_speed,
     nearest_neighbours,
+    weight_macs,
 )
 from analyses.redundancy.plans import one_shot_plan
 from analyses.redundancy.scores import similarity_scores
@@ -105,5 +109,40 @@ def test_speed_measures_a_real_saving():
     res = measure_speed(loaded, prune(loaded, everything), tokens, repeats=3, batch_size=16)
     assert res.repeats == 3 and res.n_tokens == 8 * 48
     assert res.speedup > 1.5  # embed + unembed only: far less work than 4 blocks
+    assert res.speedup_cpu > 1.5 and res.full_cpu_ms > 0
     with pytest.raises(ValueError, match="repeats"):
         measure_speed(loaded, loaded, tokens, repeats=0)
+
+
+def test_curve_points_and_memoised_evaluation():
+    assert curve_points(8, 2) == [0, 2, 4, 6, 8]
+    assert curve_points(7, 3) == [0, 3, 6, 7]  # the last drop count is always evaluated
+    assert curve_points(3) == [0, 1, 2, 3]
+    loaded, tokens = tiny_encoder(), padded_tokens(n=6)
+    calls = []
+
+    def evaluate(model):
+        calls.append(getattr(model.model, "drop_set", None))
+        return _encoder_eval(loaded)(model)
+
+    memo = MemoEval(evaluate)
+    plan = one_shot_plan(similarity_scores(loaded, tokens), "attn", 3)
+    first = drop_curve(loaded, plan, memo, points=[0, 2, 3])
+    again = drop_curve(loaded, plan, memo, points=[0, 3])
+    assert sorted(first.n_dropped.unique()) == [0, 2, 3]
+    assert len(calls) == 3  # the second curve's drop sets were all evaluated already
+    pd.testing.assert_frame_equal(first[first.n_dropped == 3].reset_index(drop=True),
+                                  again[again.n_dropped == 3].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("arch", [{}, dict(gated_mlp=True, act_fn="silu", n_key_value_heads=2)])
+def test_weight_macs_count_every_weight_matrix_once(arch):
+    loaded = tiny_decoder(**arch)
+    mats = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out", "W_U")
+    numel = {n: p.numel() for n, p in loaded.model.named_parameters()
+             if n.split(".")[-1].lstrip("_") in mats}
+    assert weight_macs(loaded.cfg, DropSet()) == sum(numel.values())
+    attn1 = sum(v for n, v in numel.items() if n.startswith("blocks.1.attn."))
+    mlp2 = sum(v for n, v in numel.items() if n.startswith("blocks.2.mlp."))
+    dropped = weight_macs(loaded.cfg, DropSet(attn={1}, mlp={2}))
+    assert dropped == sum(numel.values()) - attn1 - mlp2
