@@ -56,7 +56,7 @@ class DemoConfig:
     batch_size: int = 32  # probes: sentences per forward pass
     massive_ratio: float = 100.0  # probes: ratio-to-median threshold of a massive activation
     n_items: int = 64  # organism task items (redundancy evaluation, circuit prompt pairs)
-    max_drop: int = 4  # redundancy: modules dropped by the joint attention+MLP plan
+    max_drop: int = 4  # redundancy: components dropped by the joint attention+MLP plan
     timing_repeats: int = 3  # redundancy: timed forward passes per pruned model (median)
     sae_layer: int = 1  # sae: the organism layer whose shipped SAE is described
     sae_tokens: int = 10_000  # sae: held-out tokens scanned for the feature tables
@@ -237,7 +237,7 @@ def redundancy_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
         write_run(run, res)
     last = res.speedup.sort_values("n_dropped").iloc[-1]
     return run, [res.comparison.verdict,
-                 f"{int(last.n_dropped)} modules dropped -> {last.speedup:.2f}x measured speedup"]
+                 f"{int(last.n_dropped)} components dropped -> {last.speedup:.2f}x measured speedup"]
 
 
 def circuits_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:

@@ -29,7 +29,7 @@ def register(sub, common) -> None:
                    help="one or more of attn | mlp | block | joint (attention and MLP ranked "
                    "together) | all (default: joint; smollm2: attn mlp joint)")
     p.add_argument("--max-drop", type=int, default=None,
-                   help="modules to drop (default: all the strategy can; smollm2: 8)")
+                   help="components to drop (default: all the strategy can; smollm2: 8)")
     p.add_argument("--iterative", action="store_true",
                    help="also run the iterative plan (re-score after every drop)")
     p.add_argument("--heads", action="store_true", help="also compute per-head importance")
