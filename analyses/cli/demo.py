@@ -236,8 +236,8 @@ def redundancy_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
         res = run_redundancy(loaded, rcfg)
         write_run(run, res)
     last = res.speedup.sort_values("n_dropped").iloc[-1]
-    return run, [res.comparison.verdict,
-                 f"{int(last.n_dropped)} components dropped -> {last.speedup:.2f}x measured speedup"]
+    dropped = f"{int(last.n_dropped)} components dropped"
+    return run, [res.comparison.verdict, f"{dropped} -> {last.speedup:.2f}x measured speedup"]
 
 
 def circuits_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
