@@ -9,6 +9,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from probes.accumulators import Reservoir, RunningMoments, real_rows
 from probes.capture import capture, stream
 from probes.hooks import UnknownHookError, hook_count, hook_layer
+from tests.support.tiny import padded_batch
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +21,7 @@ def tiny():
 
 
 def _padded_batch():
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 50, (3, 10), generator=g)
-    mask = torch.ones(3, 10, dtype=torch.long)
-    mask[1, 6:] = 0
-    mask[2, 3:] = 0
-    return ids, mask
+    return padded_batch(seed=1)
 
 
 def test_running_moments_match_run_with_cache_on_real_tokens(tiny):

@@ -12,6 +12,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from probes.capture import capture, stream
 from probes.entropy import EntropyConfig, entropy_bound, entropy_hooks, head_logit_sigma
 from probes.hooks import hook_count
+from tests.support.tiny import padded_batch
 
 
 def _tiny(seed: int, scale: float = 1.0) -> HookedTransformer:
@@ -32,12 +33,7 @@ def tiny():
 
 
 def _batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, 50, (3, 10), generator=g)
-    mask = torch.ones(3, 10, dtype=torch.long)
-    mask[1, 6:] = 0
-    mask[2, 3:] = 0
-    return ids, mask
+    return padded_batch(seed=seed)
 
 
 def _run(model, batches, config=None):

@@ -9,6 +9,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from probes.capture import capture
 from probes.massive import MassiveConfig, massive_carriers, massive_hooks, massive_summary
+from tests.support.tiny import padded_batch
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +23,7 @@ LOW = MassiveConfig(abs_threshold=0.5, ratio_threshold=3.0)  # the tiny model ha
 
 
 def _batch():
-    g = torch.Generator().manual_seed(3)
-    ids = torch.randint(0, 50, (3, 12), generator=g)
-    mask = torch.ones(3, 12, dtype=torch.long)
-    mask[0, 7:] = 0
-    mask[2, 4:] = 0
-    return ids, mask
+    return padded_batch(seed=3, width=12, lengths=(7, 12, 4))
 
 
 def _run(model, batches, config=LOW):

@@ -121,3 +121,11 @@ def random_sae(d_in: int, d_sae: int = 24, arch: str = "standard", seed: int = 0
         for p in sae.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
     return sae.requires_grad_(False).eval()
+
+
+def padded_batch(seed: int = 1, width: int = 10, lengths=(10, 6, 3), d_vocab: int = 50):
+    """Random ids (batch, pos) and a right-padding mask keeping ``lengths[i]`` tokens of row i."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, d_vocab, (len(lengths), width), generator=g)
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return ids, mask
