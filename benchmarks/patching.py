@@ -9,6 +9,13 @@ all positions) sweep by
    its clean ``run_with_cache`` is included, as our two baseline runs are),
 3. ``analyses.causal.attribution.attribute`` (one forward + backward, one forward).
 
+and, with ``--model smollm2`` (or ``--attribution-all``), attribution patching of every head
+and sublayer at once (z, q, k, v with AtP*'s q/k fix, attn_out, mlp_out:
+``attribute_many``) against one forward + backward pass of the same prompts, and the peak
+memory of each sweep (allocations counted by ``torch.profiler``). On SmolLM2 the hook-engine
+sweep is skipped (minutes; ``--hooks`` adds it) and TransformerLens' FLOPs are counted on one
+forward pass times the number of passes its sweep runs (one per head, plus its clean run).
+
 For each batch size in ``--n`` it prints wall times (best of interleaved repeats), ratios,
 the floating-point operations of ours and of TransformerLens' sweep (counted by
 ``torch.utils.flop_counter``: their ratio is the speedup exact patching gets at equal
@@ -18,6 +25,7 @@ Goal (issue 8): ours >= 20x faster than TL on CPU, <= 2x attribution.
 
     python benchmarks/patching.py --model organism --task ioi --n 1,8,32
     python benchmarks/patching.py --random   # a wider random model (d_model 192), random prompts
+    python benchmarks/patching.py --model smollm2 --n 4 --repeats 1
 """
 
 from __future__ import annotations
@@ -48,6 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=5,
                    help="interleaved timing rounds; each times ours 5 times, TL once (best kept)")
+    p.add_argument("--hooks", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time the hook engine (default: on, except for smollm2)")
+    p.add_argument("--attribution-all", action=argparse.BooleanOptionalAction, default=None,
+                   help="time attribution of all heads/sublayers vs one forward+backward and "
+                   "measure peak memory (default: on for smollm2)")
     p.add_argument("--random", action="store_true",
                    help="a random 4-layer model with d_model 192 (3x the organism's) and random "
                    "prompts (no checkpoint)")
@@ -79,11 +92,11 @@ def random_pair(n: int):
     return PatchPair(clean, corrupted, metric, task="random")
 
 
-def task_pair(task: str, n: int):
+def task_pair(task: str, n: int, model: str = "organism"):
     from analyses.causal.patching import pair_from_task
-    from data.tasks import load_task
+    from analyses.causal.task_sets import load_model_task
 
-    return pair_from_task(load_task(task, n=n, seed=0))
+    return pair_from_task(load_model_task(model, task, n=n, seed=0))
 
 
 def best_time(fn, repeats: int) -> float:
@@ -103,21 +116,43 @@ def flops(fn) -> int:
     return counter.get_total_flops()
 
 
+def peak_mb(fn) -> float:
+    """Peak of the CPU memory allocated by torch while ``fn`` runs (MiB above the start):
+    the running sum of the allocation events ``torch.profiler`` records, in time order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # allocations are charged to operators (self, not their children's again), frees to
+    # "[memory]" events
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),
+                    key=lambda e: e.time_range.start)
+    level = peak = 0
+    for event in events:
+        level += event.self_cpu_memory_usage
+        peak = max(peak, level)
+    return peak / 2**20
+
+
+ALL_COMPONENTS = ("z", "q", "k", "v", "attn_out", "mlp_out")
+
+
 class Bench(NamedTuple):
     """One batch size: best times (s) and results per sweep, and the FLOPs of ours and TL's."""
 
-    times: dict[str, float]  # keys: ours, hooks, attr, tl
+    times: dict[str, float]  # keys: ours, hooks, attr, tl (+ attr_all, fwd_bwd)
     out: dict[str, object]  # the same keys: PatchingResult or TL's (layer, head) tensor
     flops_ours: int
     flops_tl: int
+    peaks: dict[str, float]  # MiB, keys ours, tl (+ attr_all)
 
 
-def bench(model, pair, rounds: int) -> Bench:
-    """Times, FLOPs and results of the four sweeps on one pair, rounds interleaved."""
+def bench(model, pair, rounds: int, hooks: bool = True, attr_all: bool = False) -> Bench:
+    """Times, FLOPs and results of the sweeps on one pair, rounds interleaved."""
     import transformer_lens.patching as tlp
 
-    from analyses.causal.attribution import attribute
-    from analyses.causal.patching import PatchingConfig, patch
+    from analyses.causal.attribution import _forward_backward, attribute, attribute_many
+    from analyses.causal.patching import PatchingConfig, make_runner, patch
 
     config, hooks_config = PatchingConfig("z"), PatchingConfig("z", engine="hooks")
     mean_metric = lambda logits: pair.score(logits).mean()  # noqa: E731 - TL wants a scalar
@@ -128,15 +163,31 @@ def bench(model, pair, rounds: int) -> Bench:
             return tlp.get_act_patch_attn_head_out_all_pos(model, pair.corrupted, cache,
                                                             mean_metric)
 
-    runs = {"ours": lambda: patch(model, pair, config),
-            "hooks": lambda: patch(model, pair, hooks_config),
-            "attr": lambda: attribute(model, pair, config), "tl": tl_sweep}
+    runs = {"ours": lambda: patch(model, pair, config)}
+    if hooks:
+        runs["hooks"] = lambda: patch(model, pair, hooks_config)
+    runs |= {"attr": lambda: attribute(model, pair, config), "tl": tl_sweep}
+    if attr_all:
+        configs = [PatchingConfig(c) for c in ALL_COMPONENTS]
+        runner = make_runner(model, pair)
+        runs["attr_all"] = lambda: attribute_many(model, pair, configs, qk_fix=True)
+        runs["fwd_bwd"] = lambda: _forward_backward(runner, pair.corrupted, pair.score,
+                                                    ["blocks.0.hook_resid_pre"])
     out = {key: fn() for key, fn in runs.items()}  # warm-up, and the results compared
     times = dict.fromkeys(runs, float("inf"))
     for _ in range(rounds):  # interleaved, so a slow spell of the machine hits all of them
         for key, fn in runs.items():
-            times[key] = min(times[key], best_time(fn, 1 if key == "tl" else 5))
-    return Bench(times, out, flops(runs["ours"]), flops(tl_sweep))
+            times[key] = min(times[key], best_time(fn, 1 if key == "tl" or attr_all else 5))
+    if attr_all:  # TL's sweep is one forward per head plus its clean run
+        n_pass = model.cfg.n_layers * model.cfg.n_heads + 1
+        flops_tl = n_pass * flops(lambda: model(pair.corrupted))
+    else:
+        flops_tl = flops(tl_sweep)
+    peaks = {"ours": peak_mb(runs["ours"])}
+    if attr_all:
+        peaks |= {"attr_all": peak_mb(runs["attr_all"]),
+                  "tl": peak_mb(lambda: model.run_with_cache(pair.clean))}
+    return Bench(times, out, flops(runs["ours"]), flops_tl, peaks)
 
 
 def main(argv=None) -> None:
@@ -158,9 +209,12 @@ def main(argv=None) -> None:
         from probes.models import load_model
 
         model, label = load_model(args.model, device="cpu").model, args.model
+    big = args.model == "smollm2" and not args.random
+    hooks = not big if args.hooks is None else args.hooks
+    attr_all = big if args.attribution_all is None else args.attribution_all
     for n in (int(v) for v in str(args.n).split(",")):
-        pair = random_pair(n) if args.random else task_pair(args.task, n)
-        r = bench(model, pair, args.repeats)
+        pair = random_pair(n) if args.random else task_pair(args.task, n, args.model)
+        r = bench(model, pair, args.repeats, hooks, attr_all)
         t, out = r.times, r.out
         cfg = model.cfg
         print(f"\nmodel {label}: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model "
@@ -168,8 +222,9 @@ def main(argv=None) -> None:
               f"threads {args.threads}")
         print(f"batched exact sweep        {t['ours'] * 1e3:9.1f} ms   "
               f"(engine: {out['ours'].engine}; {r.flops_ours / t['ours'] / 1e9:.1f} GFLOP/s)")
-        print(f"  same, hook engine        {t['hooks'] * 1e3:9.1f} ms   "
-              f"({t['hooks'] / t['ours']:.1f}x slower)")
+        if "hooks" in t:
+            print(f"  same, hook engine        {t['hooks'] * 1e3:9.1f} ms   "
+                  f"({t['hooks'] / t['ours']:.1f}x slower)")
         print(f"transformer_lens.patching  {t['tl'] * 1e3:9.1f} ms   "
               f"({t['tl'] / t['ours']:.1f}x slower; {r.flops_tl / t['tl'] / 1e9:.1f} GFLOP/s)")
         print(f"attribution patching       {t['attr'] * 1e3:9.1f} ms   "
@@ -178,6 +233,13 @@ def main(argv=None) -> None:
               f"(TL does {r.flops_tl / r.flops_ours:.2f}x the arithmetic)")
         print(f"max |ours - TL| = {(out['ours'].values - out['tl']).abs().max().item():.2e}; "
               f"corr(attribution, exact) = {correlation(out['ours'].table, out['attr'].table):.3f}")
+        if "attr_all" in t:
+            print(f"attribution, all heads/sublayers ({', '.join(ALL_COMPONENTS)}; AtP* q/k) "
+                  f"{t['attr_all'] * 1e3:.1f} ms = {t['attr_all'] / t['fwd_bwd']:.2f}x one "
+                  f"forward+backward ({t['fwd_bwd'] * 1e3:.1f} ms)")
+        print("peak memory allocated by torch: "
+              + ", ".join(f"{k} {v:.1f} MiB" for k, v in r.peaks.items())
+              + (" (tl: one run_with_cache)" if "tl" in r.peaks else ""))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,15 @@ Denoising: base = corrupted run, source = clean; noising: the reverse. The estim
 when the metric is linear in the activation along the patch (tests: a one-layer attention-only
 model without LayerNorm, where the logits are linear in z, v and the pattern).
 
+At scale (SmolLM2: every head's z, q, k, v and every attention/MLP sublayer at once),
+:func:`attribute_many` runs one forward pass on the source prompts and one forward + backward
+on the base prompts for all its sweeps together. ``qk_fix=True`` applies AtP*'s fix for
+query and key patches (Kramár et al. 2024; :mod:`analyses.causal.attribution_qk`): the
+attention softmax of the patched head is recomputed exactly instead of linearised. AtP*'s
+GradDrop (L extra backward passes with one layer's gradient dropped, against cancellation) is
+not implemented. Under grouped-query attention k/v estimates are per key/value head, like the
+exact sweep's.
+
 TransformerLens has no attribution patching; this module reuses its hook points only.
 """
 
@@ -24,7 +33,9 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
+from analyses.causal.attribution_qk import QK, qk_effects, qk_names
 from analyses.causal.batched import reduce_metric
+from analyses.causal.fast import component_heads
 from analyses.causal.patching import (
     Baselines,
     PatchingConfig,
@@ -60,13 +71,13 @@ def _forward_backward(runner, tokens, metric, names):
 
 
 def attribute_many(
-    model, pair: PatchPair, configs: Sequence[PatchingConfig]
+    model, pair: PatchPair, configs: Sequence[PatchingConfig], qk_fix: bool = False
 ) -> list[PatchingResult]:
     """Attribution estimates for several sweeps from one forward+backward per side.
 
     ``values`` holds the *estimated* patched metric (baseline + first-order effect), shaped like
     :func:`analyses.causal.patching.patch`'s ``values``; the table's method is
-    ``attribution_<method>``.
+    ``attribution_<method>``. ``qk_fix``: q and k sweeps use AtP*'s exact softmax (module doc).
     """
     model = unwrap(model)
     runner = make_runner(model, pair)
@@ -74,8 +85,11 @@ def attribute_many(
     if len(methods) != 1:
         raise ValueError(f"attribute_many needs one method for all configs, got {methods}")
     method = methods.pop()
-    names = sorted({hook_name(c.component, la) for c in configs
-                    for la in _layers(c, runner.n_layers)})
+    names = {hook_name(c.component, la) for c in configs for la in _layers(c, runner.n_layers)}
+    if qk_fix:
+        names |= set(qk_names(model.cfg, {la for c in configs if c.component in QK
+                                          for la in _layers(c, runner.n_layers)}))
+    names = sorted(names)
     base_tokens, src_tokens = (
         (pair.corrupted, pair.clean) if method == "denoising" else (pair.clean, pair.corrupted)
     )
@@ -86,21 +100,27 @@ def attribute_many(
     clean_m, corr_m = (src_metric, base_metric) if method == "denoising" else (base_metric,
                                                                                  src_metric)
     base = Baselines(clean_m, corr_m, {}, {})
-    return [_estimate(c, pair, model, base, base_metric, base_acts, src_acts, grads)
-            for c in configs]
+    with torch.no_grad():
+        return [_estimate(c, pair, model, base, base_metric, base_acts, src_acts, grads,
+                          qk_fix and c.component in QK) for c in configs]
 
 
-def attribute(model, pair: PatchPair, config: PatchingConfig) -> PatchingResult:
+def attribute(model, pair: PatchPair, config: PatchingConfig,
+              qk_fix: bool = False) -> PatchingResult:
     """Attribution-patching estimates for one sweep (see :func:`attribute_many`)."""
-    return attribute_many(model, pair, [config])[0]
+    return attribute_many(model, pair, [config], qk_fix)[0]
 
 
-def _estimate(config, pair, model, base, base_metric, base_acts, src_acts, grads):
+def _estimate(config, pair, model, base, base_metric, base_acts, src_acts, grads, qk_fix):
     layers = _layers(config, model.cfg.n_layers)
-    n_heads = model.cfg.n_heads
+    n_heads = component_heads(model.cfg, config.component)
     masks = patch_masks(config.component, config.per_position, pair.n_pos, n_heads)
     per_layer = []
     for layer in layers:
+        if qk_fix:
+            per_layer.append(qk_effects(model, config.component, config.per_position, layer,
+                                        base_acts, src_acts, grads).flatten())
+            continue
         name = hook_name(config.component, layer)
         # (a_src - a_base) * grad, summed over the batch: (...), the activation's own axes
         contrib = ((src_acts[name] - base_acts[name]) * grads[name]).sum(0)
@@ -109,8 +129,9 @@ def _estimate(config, pair, model, base, base_metric, base_acts, src_acts, grads
     shape = index_shape(config.component, config.per_position, pair.n_pos, n_heads)
     effects = torch.stack(per_layer).reshape(len(layers), *shape).cpu()  # (layer, ...): TL's layout
     values = effects + base_metric
-    table = effects_table(values, layers, pair, config, base,
-                          method=f"attribution_{config.method}", baseline_metric=base_metric)
+    method = f"attribution{'_qk' if qk_fix else ''}_{config.method}"
+    table = effects_table(values, layers, pair, config, base, method=method,
+                          baseline_metric=base_metric)
     return PatchingResult(table, values, base.clean_metric, base.corrupted_metric)
 
 

@@ -73,17 +73,20 @@ def resid_name(layer: int) -> str:
 # ----------------------------------------------------------------------------- batched sweep
 
 
-def rows_per_pass(model, n_pos: int, memory_budget_mb: float) -> int:
+def rows_per_pass(model, n_pos: int, memory_budget_mb: float, scored: bool = False) -> int:
     """How many rows (prompt x patch) one forward pass may hold within the budget.
 
-    Counts the largest transient tensors of one row: attention scores and pattern, MLP hidden,
-    residual-sized temporaries and the logits, in the model's dtype.
+    Counts the largest transient tensors of one row: attention scores and pattern, MLP hidden
+    (gated MLPs: gate and input), residual-sized temporaries and the logits, in the model's
+    dtype. ``scored``: the pass computes logits at one position per row only (the fast
+    engine with ``PatchPair.score_pos``), which for a large vocabulary is most of a row.
     """
     cfg = model.cfg
     itemsize = torch.finfo(cfg.dtype).bits // 8
-    d_mlp = cfg.d_mlp or 0
+    d_mlp = (cfg.d_mlp or 0) * (2 if getattr(cfg, "gated_mlp", False) else 1)
     d_out = getattr(cfg, "d_vocab_out", cfg.d_vocab) if hasattr(model, "unembed") else 0
-    per_row = n_pos * (3 * d_mlp + 10 * cfg.d_model + 3 * cfg.n_heads * n_pos + 2 * d_out)
+    per_pos = 3 * d_mlp + 10 * cfg.d_model + 3 * cfg.n_heads * n_pos
+    per_row = n_pos * per_pos + 2 * d_out * (1 if scored else n_pos)
     return max(1, int(memory_budget_mb * 2**20 // (per_row * itemsize)))
 
 

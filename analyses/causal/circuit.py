@@ -9,8 +9,8 @@ selective-impairment ablation table; and, where an SAE is shipped for a top head
 SAE features that head drives most (direct feature attribution, :mod:`saes.attribution`).
 
 Cost. The exact sweeps run one patched pass per component over the pairs. On the organism
-(4 layers) that is nothing; on SmolLM2 (30 layers x 9 heads, hook engine, CPU) one z sweep
-costs about 30-40 s per pair on one shared thread, so :func:`default_config` runs the exact
+(4 layers) that is nothing; on SmolLM2 (30 layers x 9 heads, CPU) one z sweep
+costs about 5 s CPU per pair on the fast engine (30-40 s on the hook engine) on one thread, so :func:`default_config` runs the exact
 sweeps on the first ``n_exact`` pairs only, attribution (one forward + backward) on all ``n``
 as well, head outputs denoising only, sublayers by layer, and path patching down to the name
 movers (figures in :data:`SMOLLM2_DEFAULTS`). What was run is in
@@ -88,7 +88,8 @@ class CircuitConfig:
 #: SmolLM2's report defaults. Measured for ``attnlab report circuit --model smollm2 --task ioi``
 #: (IOI prompts are 16 tokens) with one torch thread on a 2-core machine shared with other
 #: jobs (load ~4; the process got 55% of a core): 11.4 min wall, 6.3 CPU-minutes. Steps:
-#: accuracy 17 s, exact z denoising on 8 pairs 231 s (270 heads, hook engine), attention/MLP
+#: accuracy 17 s, exact z denoising on 8 pairs 231 s (270 heads, hook engine; measured before
+#: the fast engine took Llama-style models, which does it in ~40 s CPU), attention/MLP
 #: outputs by layer 80 s, attribution on 8 + 32 pairs 19 s, direct-path patching 25 s,
 #: selective impairment 286 s (the recall z sweep on 8 pairs, then 3 tasks x 32 items x
 #: (2 + 3 random) head sets). Not run by default: the z noising sweep (another ~230 s),

@@ -45,6 +45,7 @@ from analyses.causal.fast import (
     DecoderMath,
     FastDecoder,
     baseline_names,
+    component_heads,
     fast_patched_metrics,
     first_difference,
     unsupported_reason,
@@ -248,17 +249,23 @@ def patch(model, pair: PatchPair, config: PatchingConfig, progress: bool = False
     """Exact activation patching of every component in ``config`` (batched; see module doc).
 
     Returns a :class:`PatchingResult` whose ``values`` equal the corresponding
-    ``transformer_lens.patching`` function's output for the same metric. Standard causal
-    decoders run on :mod:`analyses.causal.fast` (``config.engine`` "auto" or "fast"),
-    everything else on the hook engine of :mod:`analyses.causal.batched`.
+    ``transformer_lens.patching`` function's output for the same metric. Causal decoders
+    that :func:`analyses.causal.fast.unsupported_reason` accepts (GPT-2- and Llama-style,
+    SmolLM2 included) run on :mod:`analyses.causal.fast` (``config.engine`` "auto" or
+    "fast"), everything else on the hook engine of :mod:`analyses.causal.batched`. With
+    grouped-query attention, ``k``/``v`` patches are per key/value head (``values`` has
+    ``n_key_value_heads`` columns; TransformerLens' own head patchers index query heads there
+    and cannot run), ``z``/``q`` patches per query head.
     """
     model = unwrap(model)
+    check_length(model, pair)
     runner = make_runner(model, pair)
     layers = _layers(config, runner.n_layers)
     fast = _use_fast(model, config)
-    n_heads = model.cfg.n_heads
+    n_heads = component_heads(model.cfg, config.component)
     masks = patch_masks(config.component, config.per_position, pair.n_pos, n_heads)
-    max_rows = rows_per_pass(model, pair.n_pos, config.memory_budget_mb)
+    scored = fast and pair.score_pos is not None
+    max_rows = rows_per_pass(model, pair.n_pos, config.memory_budget_mb, scored)
     with torch.no_grad():
         sweep = _fast_sweep if fast else _hook_sweep
         base, layer_metrics = sweep(runner, pair, config, layers, masks, max_rows)
@@ -290,7 +297,8 @@ def _fast_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers,
                 max_rows: int):
     """(baselines, layer -> (patch,) metrics) on the fast engine."""
     math = DecoderMath(runner.model)
-    names = {hook_name(config.component, la) for la in layers} | set(baseline_names(math.cfg))
+    names = {hook_name(config.component, la) for la in layers}
+    names |= set(baseline_names(math.cfg, config.component, layers))
     base = fast_baselines(math, pair, names)
     src, dst = _direction(base, config.method)
     dst_out = base.corrupted_out if config.method == "denoising" else base.clean_out
@@ -305,6 +313,15 @@ def _fast_sweep(runner: Runner, pair: PatchPair, config: PatchingConfig, layers,
                                     masks.to(src[name].device), pair.metric, max_rows)
 
     return base, layer_metrics
+
+
+def check_length(model, pair: PatchPair) -> None:
+    """A clear error for prompts longer than a decoder's context (TransformerLens' rotary
+    tables and positional embeddings have ``n_ctx`` rows; past them it fails obscurely)."""
+    n_ctx = model.cfg.n_ctx
+    if not is_encoder(model) and pair.n_pos > n_ctx:
+        raise ValueError(f"prompts have {pair.n_pos} tokens, more than the model's context of "
+                         f"{n_ctx} (n_ctx): shorten them to {n_ctx} tokens or fewer")
 
 
 def _use_fast(model, config: PatchingConfig) -> bool:

@@ -129,3 +129,33 @@ def padded_batch(seed: int = 1, width: int = 10, lengths=(10, 6, 3), d_vocab: in
     ids = torch.randint(0, d_vocab, (len(lengths), width), generator=g)
     mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
     return ids, mask
+
+
+#: Architecture variants of :func:`tiny_cfg` for engines that cover several decoder families:
+#: LayerNorm vs RMSNorm, plain vs gated MLP, multi-head vs grouped-query attention (2 key/value
+#: heads for 4 query heads), learned vs rotary positions, and all Llama-style parts together.
+VARIANTS = {
+    "ln_gelu_learned": {},
+    "rms": dict(normalization_type="RMS"),
+    "rmspre_rotary": dict(normalization_type="RMSPre", positional_embedding_type="rotary",
+                          rotary_dim=8),
+    "gated_silu": dict(gated_mlp=True, act_fn="silu"),
+    "gqa": dict(n_key_value_heads=2),
+    "llama": dict(normalization_type="RMS", gated_mlp=True, act_fn="silu", n_key_value_heads=2,
+                  positional_embedding_type="rotary", rotary_dim=8, final_rms=True),
+}
+
+
+def tiny_variant(name: str, **overrides) -> HookedTransformer:
+    """A random 3-layer decoder of architecture ``VARIANTS[name]`` (weights at scale 0.1,
+    norm weights and every bias randomised, so that a dropped affine or bias shows)."""
+    cfg = _cfg(**{"initializer_range": 0.1, **VARIANTS[name], **overrides})
+    model = HookedTransformer(cfg).eval()
+    _randomise_ln(model)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name_, p in model.named_parameters():
+            if name_.rsplit(".", 1)[-1] in ("b_Q", "_b_K", "_b_V", "b_K", "b_V", "b_O", "b_in",
+                                            "b_out"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    return model

@@ -108,7 +108,8 @@ def test_fast_engine_chunks_to_one_row():
 def test_auto_falls_back_where_the_fast_engine_does_not_apply():
     model = HookedTransformer(patch_cfg()).eval()
     pair = make_pair(per_prompt=False)
-    assert patch(model, pair, PatchingConfig("q")).engine == "hooks"
+    assert patch(model, pair, PatchingConfig("q")).engine == "fast"
+    assert patch(model, pair, PatchingConfig("pattern")).engine == "hooks"
     with pytest.raises(ValueError, match="fast patching engine cannot run"):
         patch(model, pair, PatchingConfig("pattern", engine="fast"))
     handle = model.blocks[0].hook_resid_pre.register_forward_hook(lambda m, i, o: o)

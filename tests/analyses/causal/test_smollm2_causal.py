@@ -2,8 +2,8 @@
 own patching, attribution agrees with it, direct-path patching equals a hooks reference, and
 the commands pick SmolLM2's tasks (reasoning is not a default: the model does not do it).
 
-The model tests are few small sweeps (2 pairs, a few layers): SmolLM2 runs on the hook
-engine, where a full 270-head sweep costs minutes on CPU.
+The model tests are few small sweeps (2 pairs, a few layers): a full 270-head sweep costs
+minutes on CPU even on the fast engine, and TransformerLens' patcher (the reference) far more.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_exact_z_sweep_equals_transformer_lens_patching(smollm2, ioi, z_sweep):
     from data.tasks import logit_diff
 
     pair, ours = z_sweep
-    assert ours.engine == "hooks"  # the fast engine does not take GQA/RMS/gated MLPs
+    assert ours.engine == "fast"  # engine="auto" takes GQA/RMS/gated MLPs to the fast engine
     assert ours.values.shape == (len(LAYERS), 9)
     # TL's patching runs one full forward per head: check the strongest and weakest head of
     # each layer (2 per layer), with TL's generic patcher on those (layer, head) only.
