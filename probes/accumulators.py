@@ -3,8 +3,10 @@
 An accumulator is any object with ``update(tensor, mask, **ctx)`` and ``result() ->
 DataFrame`` (:class:`Accumulator`); :func:`probes.capture.capture` feeds it from a hook.
 Here: the protocol, masked-row selection, exact streaming moments (Chan et al.'s parallel
-update, in float64) and a bottom-k reservoir for streaming quantiles. The statistics
-themselves (entropy, massive activations, norms) live in their own modules.
+update, in float64) and a bottom-k reservoir for streaming quantiles. Both merge with
+another instance's ``state()`` (``merge_state``), which is how ranks of a torchrun job
+combine their statistics (:mod:`probes.distributed`). The statistics themselves (entropy,
+massive activations, norms) live in their own modules.
 """
 
 from __future__ import annotations
@@ -84,17 +86,36 @@ class RunningMoments:
             return
         x = rows.detach().to(torch.float64)
         b_mean = x.mean(0)
-        b_m2 = ((x - b_mean) ** 2).sum(0)
-        b_min, b_max = x.amin(0), x.amax(0)
+        self.merge_state((n, b_mean, ((x - b_mean) ** 2).sum(0), x.amin(0), x.amax(0)))
+
+    def state(self) -> tuple | None:
+        """(count, mean, M2, min, max) float64 tensors on CPU, or None before any row."""
         if self._mean is None:
-            self.count, self._mean, self._m2, self._min, self._max = n, b_mean, b_m2, b_min, b_max
+            return None
+        return (self.count, *(t.cpu() for t in (self._mean, self._m2, self._min, self._max)))
+
+    def clear(self) -> None:
+        """Forget every row (keeps ``transform`` and ``name``)."""
+        self.count = 0
+        self._mean = self._m2 = self._min = self._max = None
+
+    def merge_state(self, state: tuple | None) -> None:
+        """Merge another accumulator's :meth:`state` (e.g. another rank's): Chan et al.'s
+        parallel update of count/mean/M2, elementwise min/max; order-independent up to
+        rounding."""
+        if state is None:
+            return
+        n, mean, m2, lo, hi = state
+        dev = self._mean.device if self._mean is not None else mean.device
+        mean, m2, lo, hi = (t.to(dev, torch.float64) for t in (mean, m2, lo, hi))
+        if self._mean is None:
+            self.count, self._mean, self._m2, self._min, self._max = n, mean, m2, lo, hi
             return
         total = self.count + n
-        delta = b_mean - self._mean
+        delta = mean - self._mean
         self._mean = self._mean + delta * (n / total)
-        self._m2 = self._m2 + b_m2 + delta**2 * (self.count * n / total)
-        self._min = torch.minimum(self._min, b_min)
-        self._max = torch.maximum(self._max, b_max)
+        self._m2 = self._m2 + m2 + delta**2 * (self.count * n / total)
+        self._min, self._max = torch.minimum(self._min, lo), torch.maximum(self._max, hi)
         self.count = total
 
     def moments(self) -> Moments:
@@ -139,9 +160,31 @@ class Reservoir:
             raise ValueError(f"expected values of shape ({self.n_groups}, n), "
                              f"got {tuple(values.shape)}")
         vals = values.detach().to("cpu", torch.float64)
-        keys = torch.rand(vals.shape, generator=self._gen, dtype=torch.float64)
-        keys = torch.cat([self._keys, keys], 1)
-        vals = torch.cat([self._vals, vals], 1)
+        self.merge_state((torch.rand(vals.shape, generator=self._gen, dtype=torch.float64), vals))
+
+    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys, values), each (group, <= k) float64: what :meth:`merge_state` needs."""
+        return self._keys, self._vals
+
+    def clear(self) -> None:
+        """Forget the sample (the key generator goes on where it was)."""
+        self._keys = torch.empty(self.n_groups, 0, dtype=torch.float64)
+        self._vals = torch.empty(self.n_groups, 0, dtype=torch.float64)
+
+    def merge_state(self, state: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Merge another reservoir's :meth:`state` (another rank's stream).
+
+        Bottom-k sketches are mergeable: the k smallest keys of the union of two bottom-k
+        samples are the bottom-k sample of the union of the two streams, so the result is a
+        uniform sample of everything both saw (exact while the total fits in k). The streams
+        must have drawn independent keys (a different ``seed`` per rank).
+        """
+        keys, vals = state
+        if keys.shape[0] != self.n_groups or keys.shape != vals.shape:
+            raise ValueError(f"cannot merge a reservoir of {tuple(keys.shape)} keys into one of "
+                             f"{self.n_groups} groups")
+        keys = torch.cat([self._keys, keys.to(torch.float64)], 1)
+        vals = torch.cat([self._vals, vals.to(torch.float64)], 1)
         if keys.shape[1] > self.k:
             keys, idx = torch.topk(keys, self.k, dim=1, largest=False, sorted=False)
             vals = torch.gather(vals, 1, idx)

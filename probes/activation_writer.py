@@ -16,6 +16,13 @@ another model, layer or hook is refused.
     write_activations(load_model("minilm"), prompts, "acts/minilm_L3", layer=3)
     for x in ActivationShards("acts/minilm_L3"):   # (n, d_in) tensors
         ...
+
+Under torchrun (:mod:`probes.distributed`) rank r writes the contiguous block r of the
+prompts into its own store ``<path>/rank_00r/`` (same layout, its own manifest, resumable on
+its own; resume with the same number of processes), and once every rank is done rank 0 writes
+``<path>/manifest.json`` listing all ranks' shards in rank order (``"file":
+"rank_000/shard_00000.safetensors"``). Rank order is prompt order, so the store reads as one,
+row for row the one-process store, by :class:`ActivationShards` and SAE training.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ from tqdm.auto import tqdm
 from data.store import atomic_path, atomic_write_json
 from probes.accumulators import real_rows
 from probes.capture import capture
+from probes.distributed import RankInfo, all_gather, barrier, rank_info, shard_range
 from probes.models import LoadedModel
 from probes.tokens import batches, tokenize
 
 MANIFEST = "manifest.json"
+RANK_DIR = "rank_{:03d}"  # one rank's own store inside a distributed store
 TENSOR_KEY = "activations"
 
 
@@ -120,18 +129,62 @@ def write_activations(loaded: LoadedModel, prompts: Sequence[str], path: str | P
                       config: WriterConfig, progress: bool = False) -> dict[str, Any]:
     """Write ``blocks.{layer}.attn.hook_z`` of ``prompts`` to shards under ``path``.
 
-    Resumes where an earlier call with the same prompts stopped. Returns the manifest.
+    Resumes where an earlier call with the same prompts stopped. Returns the manifest. Under
+    torchrun, each rank writes its block of the prompts (module docstring) and every rank
+    returns the merged manifest.
     """
     cfg = loaded.cfg
     if config.layer >= cfg.n_layers:
         raise ValueError(f"layer {config.layer} out of range: {loaded.name} has {cfg.n_layers}")
     prompts = list(prompts)
+    info = rank_info()
+    if info.distributed:
+        return _write_ranks(loaded, prompts, Path(path), config, progress, info)
+    return _write(loaded, prompts, path, config, progress)
+
+
+def _header(loaded: LoadedModel, prompts: list[str], config: WriterConfig) -> dict[str, Any]:
+    cfg = loaded.cfg
+    return {"architecture": "attnlab_activation_shards", "model": loaded.name,
+            "layer": config.layer, "hook": f"blocks.{config.layer}.attn.hook_z",
+            "d_in": cfg.n_heads * cfg.d_head, "n_heads": cfg.n_heads, "d_head": cfg.d_head,
+            "dtype": config.dtype, "n_prompts": len(prompts),
+            "prompts_sha256": prompts_digest(prompts)}
+
+
+def _write_ranks(loaded: LoadedModel, prompts: list[str], path: Path, config: WriterConfig,
+                 progress: bool, info: RankInfo) -> dict[str, Any]:
+    """This rank's block into ``path/rank_00r``; then rank 0 writes the merged manifest."""
+    header = _header(loaded, prompts, config)
+    top = path / MANIFEST
+    if top.is_file():  # finished before (any number of processes): check it, nothing to do
+        done = ActivationWriter(path, header, config.shard_tokens, config.dtype).manifest
+        if done.get("complete"):
+            return done
+        if "ranks" not in done:
+            raise ValueError(f"{path} holds an unfinished one-process store: finish it without "
+                             "--nproc, or use another folder")
+    shard = shard_range(len(prompts), info)
+    sub = RANK_DIR.format(info.rank)
+    mine = _write(loaded, prompts[shard.as_slice()], path / sub, config, progress)
+    manifests = all_gather((sub, shard.start, shard.stop, mine))
+    if info.is_main:
+        merged = {**header, "n_tokens": sum(m["n_tokens"] for *_, m in manifests),
+                  "shards": [{"file": f"{d}/{s['file']}", "n_tokens": s["n_tokens"]}
+                             for d, _, _, m in manifests for s in m["shards"]],
+                  "prompts_done": len(prompts), "complete": True,
+                  "ranks": [{"dir": d, "prompts": [a, b]} for d, a, b, _ in manifests]}
+        atomic_write_json(top, merged)
+    barrier()  # nobody returns before the merged manifest exists
+    return json.loads(top.read_text(encoding="utf-8"))
+
+
+def _write(loaded: LoadedModel, prompts: list[str], path: str | Path, config: WriterConfig,
+           progress: bool) -> dict[str, Any]:
+    """One process's store of ``prompts`` under ``path`` (resumable)."""
     hook = f"blocks.{config.layer}.attn.hook_z"
-    header = {"architecture": "attnlab_activation_shards", "model": loaded.name,
-              "layer": config.layer, "hook": hook, "d_in": cfg.n_heads * cfg.d_head,
-              "n_heads": cfg.n_heads, "d_head": cfg.d_head, "dtype": config.dtype,
-              "n_prompts": len(prompts), "prompts_sha256": prompts_digest(prompts)}
-    writer = ActivationWriter(path, header, config.shard_tokens, config.dtype)
+    writer = ActivationWriter(path, _header(loaded, prompts, config), config.shard_tokens,
+                              config.dtype)
     start = writer.manifest["prompts_done"]
     if start < len(prompts):
         tokens = tokenize(loaded, prompts[start:])
@@ -158,6 +211,10 @@ class ActivationShards:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         mpath = self.path / MANIFEST
+        if not mpath.is_file() and (self.path / RANK_DIR.format(0)).is_dir():
+            raise FileNotFoundError(f"the distributed activation store {self.path} is not "
+                                    "finished (no merged manifest.json yet): rerun the capture "
+                                    "with the same number of processes to finish it")
         if not mpath.is_file():
             raise FileNotFoundError(f"no activation store at {self.path} (missing {MANIFEST}); "
                                     "write one with probes.activation_writer.write_activations")

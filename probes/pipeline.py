@@ -8,17 +8,25 @@
 
 All statistics share one forward pass per batch (one :func:`probes.capture.capture`), and
 no activation outlives its batch.
+
+Under torchrun (:mod:`probes.distributed`), each rank streams its contiguous block of the
+prompts (``prompt`` columns keep the global index) and the accumulators are merged across
+ranks before the tables are built, so every rank returns the one-process tables: counts,
+sums, min/max exact, means/stds to float rounding (Chan et al.'s parallel formula), entropy
+quantiles exact while a head's queries fit in its reservoir and otherwise from the bottom-k
+merge of the ranks' reservoirs (each rank draws its own keys), massive rows in rank order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
 
 from probes.capture import stream
+from probes.distributed import merge_accumulators, rank_info, shard_range
 from probes.entropy import EntropyConfig, entropy_hooks
 from probes.massive import MassiveConfig, massive_hooks, massive_summary
 from probes.models import LoadedModel, is_encoder
@@ -59,6 +67,21 @@ def parse_what(what: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+class GlobalPromptIndex:
+    """Accumulator wrapper: shifts ``prompt_index`` from a rank's block to the whole list."""
+
+    def __init__(self, acc, offset: int):
+        self.acc, self.offset = acc, offset
+
+    def update(self, tensor: torch.Tensor, mask: torch.Tensor | None, **ctx) -> None:
+        if ctx.get("prompt_index") is not None:
+            ctx["prompt_index"] = ctx["prompt_index"] + self.offset
+        self.acc.update(tensor, mask, **ctx)
+
+    def result(self) -> pd.DataFrame:
+        return self.acc.result()
+
+
 def run_probes(
     loaded: LoadedModel,
     prompts: Sequence[str],
@@ -76,6 +99,13 @@ def run_probes(
     """
     what = parse_what(what)
     model = loaded.model
+    info = rank_info()
+    offset = 0
+    if info.distributed:  # this rank's block of prompts; independent reservoir keys per rank
+        shard = shard_range(len(prompts), info)
+        prompts, offset = list(prompts)[shard.as_slice()], shard.start
+        config = replace(config, entropy=replace(config.entropy,
+                                                 seed=config.entropy.seed + 7919 * info.rank))
     plans = {}
     if "entropy" in what:
         plans["entropy"] = entropy_hooks(model, config=config.entropy)
@@ -87,12 +117,16 @@ def run_probes(
         plans["sinks"] = sink_hooks(model.cfg.n_layers, config.sinks,
                                     causal=not is_encoder(loaded))
     hooks: dict = {}
+    wrapped: dict[int, object] = {}
     for plan in plans.values():
         for name, acc in plan.hooks.items():
+            acc = wrapped.setdefault(id(acc), GlobalPromptIndex(acc, offset)) if offset else acc
             hooks.setdefault(name, []).append(acc)
     with torch.inference_mode():
         stream(loaded, prompts, hooks, batch_size=batch_size, max_len=config.max_len,
                progress=progress)
+    if info.distributed:
+        merge_accumulators([acc for plan in plans.values() for acc in plan.accumulators])
     tables: dict[str, pd.DataFrame] = {}
     if "entropy" in plans:
         tables["entropy"] = plans["entropy"].table()

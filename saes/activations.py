@@ -145,8 +145,20 @@ class ShuffledBatches(Iterator[Tensor]):
 def activation_buffer_from_tokens(
     loaded: LoadedModel, layer: int, tokens: Tokens, n_tokens: int, prompt_batch: int
 ) -> Tensor:
-    """(n, d_in) float32 hook_z rows of real tokens, at most `n_tokens` of them."""
-    z = collect_hook_z(loaded, tokens, layer, prompt_batch).z
+    """(n, d_in) float32 hook_z rows of real tokens, at most `n_tokens` of them.
+
+    Under torchrun each rank runs its contiguous block of the prompts and the rows are
+    gathered in rank order (= prompt order), so every rank gets the one-process buffer.
+    """
+    from probes.distributed import all_gather, rank_info, shard_range
+
+    if rank_info().distributed:
+        sl = shard_range(tokens.ids.shape[0]).as_slice()
+        mine = Tokens(tokens.ids[sl], tokens.attention_mask[sl], tokens.lengths[sl],
+                      tokens.str_tokens[sl])
+        z = torch.cat(all_gather(collect_hook_z(loaded, mine, layer, prompt_batch).z))
+    else:
+        z = collect_hook_z(loaded, tokens, layer, prompt_batch).z
     if z.shape[0] < n_tokens:
         log.info("corpus gave %d tokens (< %d asked); training repeats them", z.shape[0],
                  n_tokens)

@@ -3,6 +3,8 @@
 The shards are written by `probes.activation_writer.write_activations` (one layer's hook_z,
 real tokens only, heads flattened in SAE-Lens' hook_z layout) and read here through its
 `ActivationShards` reader; this module only checks that the store fits the SAE to train.
+A store written by several torchrun ranks (one `rank_00r/` folder each) reads the same way:
+its merged manifest lists every rank's shards in prompt order.
 
     acts = read_hook_z("acts/organism_L1", layer=1, n_tokens=200_000)   # (n, d_in)
     train_attention_sae(loaded, 1, cfg, activations=acts)

@@ -60,6 +60,7 @@ class TrainResult(NamedTuple):
     n_steps: int  # optimiser steps taken in total (including before a resume)
     n_tokens: int  # training samples seen in total
     resumed_from: int  # samples already seen at the checkpoint resumed from (0: fresh run)
+    losses: tuple[float, ...] = ()  # per-step loss of the global batch (parallel loop only)
 
 
 def _training_class(arch: str):
@@ -177,6 +178,20 @@ def _load_trainer_state(trainer, checkpoint: Path, batch_tokens: int) -> None:
     trainer.n_training_steps = trainer.n_training_samples // batch_tokens
 
 
+def resume_trainer(trainer, start: Path, batch_tokens: int) -> None:
+    """Load checkpoint ``start`` into SAE-Lens' ``trainer`` (state, then the SAE's weights)."""
+    log.info("resuming from %s", start)
+    _load_trainer_state(trainer, start, batch_tokens)
+    try:
+        trainer.sae.load_weights_from_checkpoint(start)
+    except Exception as exc:  # safetensors and torch raise several types
+        raise ResumeError(f"checkpoint {start}: the SAE weights cannot be read "
+                          f"({type(exc).__name__}); {NO_RESUME}") from None
+    trainer.checkpoint_thresholds = [
+        t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples
+    ]
+
+
 def as_buffer(acts: Tensor, d_in: int) -> Tensor:
     """(n, d_in) float32 view of activations given as (n, d_in) or (n, head, d_head)."""
     if acts.ndim == 3 and acts.shape[1] * acts.shape[2] == d_in:
@@ -192,7 +207,8 @@ def as_buffer(acts: Tensor, d_in: int) -> Tensor:
 def train_on_buffer(
     buffer: Tensor, layer: int, cfg: SAETrainConfig, model_name: str,
     out_dir: str | Path | None = None, resume: bool = True, data_wrapper=None,
-    data: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None, parallel: bool | None = None,
+    max_steps: int | None = None,
 ) -> TrainResult:
     """Train on an in-memory (n, d_in) activation buffer; the core of every training path.
 
@@ -200,50 +216,54 @@ def train_on_buffer(
     latest one if it was made with this run's configuration (ResumeError otherwise), and
     ``resume=False`` deletes them and starts afresh. ``data`` describes the activation source
     (recorded and compared with the configuration). `data_wrapper` (tests) wraps the batch
-    iterator, e.g. to simulate an interrupt.
+    iterator, e.g. to simulate an interrupt. ``parallel`` (default: when running under
+    torchrun) replaces SAE-Lens' ``fit`` by the data-parallel loop of :mod:`saes.parallel`
+    (rank 0 writes the checkpoints and the SAE); ``max_steps`` stops that loop early.
     """
     from sae_lens.training.sae_trainer import SAETrainer
 
+    from probes.distributed import barrier, broadcast, rank_info
+    from saes.parallel import fit_parallel
+
+    info = rank_info()
+    parallel = info.distributed if parallel is None else parallel
     out = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out / "checkpoints" if out is not None else None
     signature = {**train_signature(cfg, layer, model_name, buffer.shape[1], data),
                  "n_activations": int(buffer.shape[0])}
     start = resumable_checkpoint(out, signature) if resume else None
-    if not resume and ckpt_dir is not None and ckpt_dir.is_dir():
+    barrier()  # every rank has read the checkpoints before rank 0 may delete them
+    if not resume and ckpt_dir is not None and ckpt_dir.is_dir() and info.is_main:
         shutil.rmtree(ckpt_dir)  # another run's checkpoints must never be resumed as this one
     device = str(buffer.device)
     sae = build_training_sae(cfg, buffer.shape[1], layer, model_name, buffer.mean(0))
-    trainer = SAETrainer(cfg=trainer_config(cfg, device, ckpt_dir), sae=sae,
-                         data_provider=iter(()),
+    trainer = SAETrainer(cfg=trainer_config(cfg, device, ckpt_dir if info.is_main else None),
+                         sae=sae, data_provider=iter(()),
                          save_checkpoint_fn=functools.partial(_mark_complete, signature=signature))
     if start is not None:
-        log.info("resuming from %s", start)
-        _load_trainer_state(trainer, start, cfg.batch_tokens)
-        try:
-            sae.load_weights_from_checkpoint(start)
-        except Exception as exc:  # safetensors and torch raise several types
-            raise ResumeError(f"checkpoint {start}: the SAE weights cannot be read "
-                              f"({type(exc).__name__}); {NO_RESUME}") from None
-        trainer.checkpoint_thresholds = [
-            t for t in trainer.checkpoint_thresholds if t >= trainer.n_training_samples
-        ]
+        resume_trainer(trainer, start, cfg.batch_tokens)
     resumed_from = trainer.n_training_samples
     data = ShuffledBatches(buffer, cfg.batch_tokens, cfg.seed, start=resumed_from)
     trainer.data_provider = data_wrapper(data) if data_wrapper else data
+    losses: list[float] = []
     try:
-        trainer.fit()
+        if parallel:
+            losses = fit_parallel(trainer, max_steps)
+        else:
+            trainer.fit()
     except KeyboardInterrupt:
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and info.is_main:
             log.warning("interrupted: saving a checkpoint to resume from")
             trainer.save_checkpoint(checkpoint_name=str(trainer.n_training_samples))
         raise
     inference = to_inference(sae)
     path = None
-    if out is not None:
+    if out is not None and info.is_main:
         path = save_sae(inference, out, hook_layer=layer, attnlab_train_config=cfg.to_dict(),
                         n_training_tokens=trainer.n_training_samples)
+    path = broadcast(path)  # rank 0's folder, saved before any rank returns
     return TrainResult(inference, path, trainer.n_training_steps, trainer.n_training_samples,
-                       resumed_from)
+                       resumed_from, tuple(losses))
 
 
 def train_attention_sae(
