@@ -16,8 +16,10 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads where a table is checked: `attnlab models` stays light
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ def missing_columns(name: str, df: pd.DataFrame) -> list[str]:
 
 def validate(name: str, df: pd.DataFrame) -> None:
     """Raise ``ValueError`` naming the missing columns if ``df`` does not fit schema ``name``."""
+    import pandas as pd
+
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"table {name!r} must be a pandas DataFrame, got {type(df).__name__}")
     missing = missing_columns(name, df)

@@ -47,9 +47,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads where a table is read: `attnlab models` stays light
+    import pandas as pd
 
 from data import schemas
 
@@ -300,6 +301,8 @@ class Run:
                 f"run {self.run_id!r} has no table {name!r} (expected {path}); "
                 f"tables present: {self.list_tables() or 'none'}"
             )
+        import pandas as pd
+
         try:
             return pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
@@ -427,6 +430,8 @@ class RunStore:
                     "ended_at": m.get("ended_at"), "tables": ",".join(m.get("tables", [])),
                     "error": m.get("error"),
                 })
+        import pandas as pd
+
         df = pd.DataFrame(rows, columns=cols)
         return df.sort_values("started_at", ascending=False, na_position="last").reset_index(
             drop=True

@@ -18,11 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import socket
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from probes.loaded import (  # noqa: F401  (re-exported: probes.models is the public entry)
     Kind,
@@ -35,14 +35,27 @@ from probes.loaded import (  # noqa: F401  (re-exported: probes.models is the pu
     unwrap,
 )
 
+if TYPE_CHECKING:  # torch is imported where a model loads: `attnlab models` must not pay for it
+    import torch
+
 logger = logging.getLogger(__name__)
 
 BUILTIN_MODELS = ("minilm", "organism", "smollm2")
 #: Public TransformerLens models that `attnlab models` checks for in the local HF cache.
 SUGGESTED_HUB_MODELS = ("gpt2", "pythia-70m", "gelu-2l", "attn-only-2l")
+#: Their hub repositories (TransformerLens' ``get_official_model_name`` of each; a test checks
+#: it), so that listing them needs no TransformerLens import.
+SUGGESTED_HUB_REPOS = {
+    "gpt2": "gpt2",
+    "pythia-70m": "EleutherAI/pythia-70m",
+    "gelu-2l": "NeelNanda/GELU_2L512W_C4_Code",
+    "attn-only-2l": "NeelNanda/Attn_Only_2L512W_C4_Code",
+}
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
+    import torch
+
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -102,6 +115,7 @@ def load_hf_minilm():
 
 
 def _load_minilm(device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    import torch
     from transformer_lens import HookedEncoder
     from transformer_lens.pretrained.weight_conversions.bert import convert_bert_weights
     from transformers import BertForPreTraining
@@ -134,8 +148,9 @@ def _load_organism(device: torch.device, dtype: torch.dtype) -> LoadedModel:
             "model 'organism' is listed but not built yet in this checkout "
             "(data/organism is missing): train it with `attnlab organism train`"
         ) from None
-    try:
-        model = load_organism(device=device, dtype=dtype)
+    try:  # TransformerLens prints "Changing model dtype... Moving model to device" on .to()
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = load_organism(device=device, dtype=dtype)
     except FileNotFoundError as exc:
         raise ModelNotAvailable(f"model 'organism': {exc}") from None
     return LoadedModel(model=model, tokenizer=model.tokenizer, kind="decoder", name="organism")
@@ -160,12 +175,15 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 def hub_model_cached(name: str) -> bool:
     """Whether the HF cache holds a config for TransformerLens model ``name``."""
     from huggingface_hub import try_to_load_from_cache
-    from transformer_lens.loading_from_pretrained import get_official_model_name
 
-    try:
-        official = get_official_model_name(name)
-    except ValueError:
-        return False
+    official = SUGGESTED_HUB_REPOS.get(name)
+    if official is None:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        try:
+            official = get_official_model_name(name)
+        except ValueError:
+            return False
     return isinstance(try_to_load_from_cache(official, "config.json"), str)
 
 
@@ -212,6 +230,8 @@ def load_model(
     """
     if not isinstance(name, str) or not name.strip():
         raise ModelNotAvailable("model name must be a non-empty string, e.g. 'minilm'")
+    import torch
+
     dev = _resolve_device(device)
     dtype = dtype or torch.float32
     if name == "minilm":
@@ -225,6 +245,18 @@ def load_model(
     return _load_hub(name, dev, dtype)
 
 
+def smollm2_status() -> ModelStatus:
+    """Whether SmolLM2 can load here (files only: no hashing, no weights, no torch import)."""
+    from data import smollm2 as files
+
+    try:
+        path = files.gguf_path()
+    except files.SmolLM2NotInstalled as exc:
+        return ModelStatus(files.NAME, "decoder", False, str(exc))
+    return ModelStatus(files.NAME, "decoder", True,
+                       f"GGUF at {path}; converted once into {files.cache_root() / files.NAME}")
+
+
 def model_statuses() -> list[ModelStatus]:
     """Check, without loading weights or touching the network, which models can load here."""
     out = []
@@ -233,7 +265,7 @@ def model_statuses() -> list[ModelStatus]:
     except ModelNotAvailable as exc:
         out.append(ModelStatus("minilm", "encoder", False, str(exc)))
     try:
-        from data.organism.load import checkpoint_files
+        from data.organism.files import checkpoint_files
 
         files = checkpoint_files()
         missing = [str(p) for p in files if not p.is_file()]
@@ -242,8 +274,6 @@ def model_statuses() -> list[ModelStatus]:
     except ImportError:
         ok, detail = False, "not built yet: `attnlab organism train`"
     out.append(ModelStatus("organism", "decoder", ok, detail))
-    from probes.smollm2 import status as smollm2_status
-
     out.append(smollm2_status())
     for name in SUGGESTED_HUB_MODELS:
         cached = hub_model_cached(name)

@@ -49,7 +49,6 @@ from data.smollm2 import (
     CorruptCache,
     SmolLM2NotInstalled,
     cache_paths,
-    cache_root,
     cached_tokenizer,
     file_sha256,
 )
@@ -57,7 +56,6 @@ from data.store import atomic_path
 from probes.loaded import (
     LoadedModel,
     ModelNotAvailable,
-    ModelStatus,
     no_progress_bars,
     quiet_tl,
 )
@@ -228,11 +226,3 @@ def load_smollm2(device: torch.device, dtype: torch.dtype) -> LoadedModel:
     return LoadedModel(model=model, tokenizer=model.tokenizer, kind="decoder", name=NAME)
 
 
-def status() -> ModelStatus:
-    """Whether SmolLM2 can load here (files only: no hashing, no weights)."""
-    try:
-        path = gguf_path()
-    except ModelNotAvailable as exc:
-        return ModelStatus(NAME, "decoder", False, str(exc))
-    return ModelStatus(NAME, "decoder", True,
-                       f"GGUF at {path}; converted once into {cache_root() / NAME}")

@@ -24,14 +24,18 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads with the first SAE, not with `attnlab sae list`
+    import torch
 
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "data" / "saes"
 HOOK_Z_RE = re.compile(r"^blocks\.(\d+)\.attn\.hook_z$")
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"  # SAE-Lens' file names
 REQUIRED_CFG = ("d_in", "d_sae")  # cfg.json fields every SAE-Lens SAE has
 REPAIR = "re-copy the folder, or retrain it (`attnlab sae train ... --out FOLDER`)"
+RESCALE = "rescale_acts_by_decoder_norm"  # SAE-Lens' TopK flag (see save_sae)
+UNIT_NORM_ATOL = 1e-5  # decoder rows within this of norm 1 count as unit-norm
 
 
 class SAEFileError(ValueError):
@@ -53,17 +57,38 @@ def to_inference(sae):
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         out = sae_lens.SAE.load_from_disk(tmp, device=str(sae.device))
-    if getattr(out.cfg, "rescale_acts_by_decoder_norm", False):
-        norms = out.W_dec.detach().norm(dim=-1)
-        if torch.allclose(norms, torch.ones_like(norms), atol=1e-5):
-            out.cfg.rescale_acts_by_decoder_norm = False
-    return out.eval()
+    return plain_if_unit_norm(out).eval()
+
+
+def unit_norm_decoder(sae) -> bool:
+    """Whether every decoder row of ``sae`` has norm 1 (within :data:`UNIT_NORM_ATOL`)."""
+    import torch
+
+    norms = sae.W_dec.detach().norm(dim=-1)
+    return bool(torch.allclose(norms, torch.ones_like(norms), atol=UNIT_NORM_ATOL))
+
+
+def plain_if_unit_norm(sae):
+    """``sae`` with SAE-Lens' TopK ``rescale_acts_by_decoder_norm`` turned off where the
+    decoder is unit-norm: the flag then scales by 1, and off it the encode is the plain
+    ``(x - b_dec) W_enc + b_enc`` that ``saes.encode``'s fused kernel and the DFA use."""
+    if getattr(sae.cfg, RESCALE, False) and unit_norm_decoder(sae):
+        setattr(sae.cfg, RESCALE, False)
+    return sae
 
 
 def save_sae(sae, path: str | Path, **metadata) -> Path:
     """Save `sae` (training or inference) in SAE-Lens format under folder `path`.
 
     Extra keyword arguments go into `cfg.metadata` (JSON-serialisable values only).
+
+    A TopK SAE whose decoder is unit-norm is saved with ``rescale_acts_by_decoder_norm:
+    true``. With unit-norm rows the flag multiplies by 1, so encode and decode are unchanged
+    (float rounding, ~1e-7), but it is what SAE-Lens asks before it will fold the decoder norms:
+    ``TopKSAE.fold_W_dec_norm()`` refuses an SAE saved with ``false`` (it could change which k
+    features win), and SAE-Lens-based clients call it on load (sae-dashboard's runner,
+    Neuronpedia's), so they load ours without patches. :func:`load_sae` turns the flag back
+    off in memory (:func:`plain_if_unit_norm`).
     """
     sae = to_inference(sae)
     for key, value in metadata.items():
@@ -72,10 +97,22 @@ def save_sae(sae, path: str | Path, **metadata) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path, prefix=".saving-") as tmp:
         weights, cfg = sae.save_model(tmp)
+        if hasattr(sae.cfg, RESCALE) and unit_norm_decoder(sae):
+            mark_foldable(Path(cfg))
         for written in (weights, cfg):  # weights first: cfg.json marks a complete save
             os.chmod(written, 0o644)  # files in a TemporaryDirectory may be private
             os.replace(written, path / Path(written).name)
     return path
+
+
+def mark_foldable(cfg_file: Path) -> None:
+    """Set ``rescale_acts_by_decoder_norm: true`` in a TopK SAE's cfg.json (the caller has
+    checked that its decoder is unit-norm; see :func:`save_sae`). Written atomically."""
+    from data.store import atomic_write_text
+
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    cfg[RESCALE] = True
+    atomic_write_text(cfg_file, json.dumps(cfg))  # one line, as SAE-Lens writes it
 
 
 def load_sae(path: str | Path, device: str | torch.device = "cpu"):
@@ -97,7 +134,7 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu"):
                                f"{REPAIR}") from exc
         raise SAEFileError(f"SAE {path} cannot be loaded ({what}): {CFG_FILE} and "
                            f"{WEIGHTS_FILE} do not match or are damaged; {REPAIR}") from exc
-    return sae.eval()
+    return plain_if_unit_norm(sae).eval()
 
 
 def _no_sae(path: Path) -> str:

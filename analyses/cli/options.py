@@ -33,6 +33,23 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {text} (see `{self.prog} --help`)\n")
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: argparse's ArgumentDefaultsHelpFormatter, less
+    its repeats (a help text that already says "default" keeps its own words) and its noise
+    (no "(default: None)" or "(default: False)" for an option without a value)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class RawDefaultsFormatter(argparse.RawDescriptionHelpFormatter, DefaultsFormatter):
+    """:class:`DefaultsFormatter` for a description shown as written (a module docstring)."""
+
+
 def add_command(sub, common: argparse.ArgumentParser | None, name: str,
                 func: Callable[[argparse.Namespace], int], help: str,
                 description: str | None = None,
@@ -46,8 +63,7 @@ def add_command(sub, common: argparse.ArgumentParser | None, name: str,
     runs, so the CLI checks that the run store is writable before any model work.
     """
     description = description or help
-    formatter = (argparse.RawDescriptionHelpFormatter if "\n" in description.strip()
-                 else argparse.HelpFormatter)
+    formatter = RawDefaultsFormatter if "\n" in description.strip() else DefaultsFormatter
     p = sub.add_parser(name, parents=[common] if common is not None else [], help=help,
                        description=description, formatter_class=formatter)
     p.set_defaults(func=func, writes_runs=writes_runs)

@@ -14,6 +14,32 @@ import plotly.graph_objects as go
 from analyses.figures.heatmap import grid_heatmap, layer_head_heatmap
 from analyses.figures.labels import head_set_label, row_labels
 
+#: What a patching effect's sign and size mean, per method (the table's ``method`` column).
+#: ``normalized_effect`` = effect / (metric(clean) - metric(corrupted)) in every case.
+SIGN = {
+    "denoising": "denoising (clean into corrupted run): 1 = restores the clean metric, "
+                 "0 = no effect, < 0 = moves it away from clean",
+    "noising": "noising (corrupted into clean run): -1 = removes the whole clean - corrupted "
+               "gap, 0 = no effect, > 0 = pushes past clean",
+    "attribution_denoising": "attribution (gradient estimate of denoising): 1 = restores the "
+                             "clean metric, 0 = no effect",
+    "attribution_noising": "attribution (gradient estimate of noising): -1 = removes the whole "
+                           "gap, 0 = no effect",
+}
+VALUE_WORDS = {"normalized_effect": "normalized effect", "effect": "effect (metric units)"}
+ABLATION_SIGN = ("drop = clean accuracy - accuracy with the set ablated: > 0 = the set matters; "
+                 "random sets: mean +- 1 std")
+
+
+def sign_note(methods) -> str:
+    """The sign convention of ``methods`` (patching table ``method`` values), in words."""
+    return "; ".join(SIGN.get(m, m) for m in sorted(set(methods)))
+
+
+def with_note(title: str, note: str) -> str:
+    """A figure title with a second, smaller line (plotly's ``<sup>`` subtitle)."""
+    return f"{title}<br><sup>{note}</sup>"
+
 
 def _pick(df: pd.DataFrame, component: str | None, method: str | None) -> pd.DataFrame:
     out = df
@@ -33,16 +59,17 @@ def patching_heatmap(df: pd.DataFrame, component: str | None = None, method: str
     """Layer x head (head sweeps) or layer x position (residual/sublayer sweeps) heatmap.
 
     Per-position head sweeps become head (``L1H2``) x position. The colour scale is centred
-    on 0.
+    on 0; the title's second line states the sign convention of the method(s) drawn.
     """
     d = _pick(df, component, method)
     comp = ", ".join(sorted(d.component.unique()))
     meth = ", ".join(sorted(d.method.unique()))
-    title = title or f"{comp} patching ({meth})"
+    title = with_note(title or f"{comp} patching ({meth})", sign_note(d.method))
+    words = VALUE_WORDS.get(value, value)
     by_head, by_pos = (d["head"] >= 0).any(), (d["position"] >= 0).any()
     if by_head and not by_pos:
-        return layer_head_heatmap(d, value, title=title, diverging=True, fmt=".3f",
-                                  what="patching_heatmap")
+        return layer_head_heatmap(d, value, title=title, colorbar_title=words, diverging=True,
+                                  fmt=".3f", what="patching_heatmap")
     if by_head:
         d = d.assign(row=row_labels(d))
         grid = d.pivot_table(index="row", columns="position", values=value, sort=False)
@@ -50,7 +77,7 @@ def patching_heatmap(df: pd.DataFrame, component: str | None = None, method: str
     else:
         grid = d.pivot_table(index="layer", columns="position", values=value)
         ylabel, xlabel = "layer", "position" if by_pos else "(all positions)"
-    return grid_heatmap(grid, title=title, x_title=xlabel, y_title=ylabel, value_title=value,
+    return grid_heatmap(grid, title=title, x_title=xlabel, y_title=ylabel, value_title=words,
                         diverging=True, fmt=".3f")
 
 
@@ -73,8 +100,10 @@ def attribution_scatter(df: pd.DataFrame, component: str = "z", direction: str =
     hi = float(max(m[f"{value}_exact"].max(), m[f"{value}_attr"].max()))
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
                              line={"dash": "dot", "color": "grey"}))
-    fig.update_layout(title=f"attribution vs exact ({component}, {direction}): r = {r:.3f}",
-                      xaxis_title=f"exact {value}", yaxis_title=f"attribution {value}",
+    words = VALUE_WORDS.get(value, value)
+    fig.update_layout(title=with_note(f"attribution vs exact ({component}, {direction}): "
+                                      f"r = {r:.3f}", SIGN[direction]),
+                      xaxis_title=f"exact {words}", yaxis_title=f"attribution {words}",
                       showlegend=False, height=450)
     return fig
 
@@ -88,7 +117,8 @@ def ablation_table_figure(df: pd.DataFrame) -> go.Figure:
         heads = head_set_label(g["heads"].iloc[0])
         fig.add_trace(go.Bar(x=g["task"], y=g["drop"], name=f"{name} ({heads})",
                              error_y={"type": "data", "array": g["drop_std"]}))
-    fig.update_layout(barmode="group", title="accuracy drop when a head set is ablated",
+    fig.update_layout(barmode="group",
+                      title=with_note("accuracy drop when a head set is ablated", ABLATION_SIGN),
                       xaxis_title="task", yaxis_title="accuracy drop (clean - ablated)",
                       height=420)
     return fig

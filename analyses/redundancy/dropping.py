@@ -102,9 +102,9 @@ class DroppedSublayer(nn.Module):
 # TransformerLens' own block forward skips the sublayer's work and fires none of its hooks:
 # DroppedSublayer where the child only feeds (or is) the dropped sublayer; nn.Identity for a
 # hook point the kept model must not fire, and for a post-LN LayerNorm that becomes the
-# identity (DESIGN §7: a dropped BERT unit is r -> r). Pre-LN (TransformerBlock):
-# resid_mid = resid_pre + attn(ln1(resid_pre)); post-LN (BertBlock): see the module docstring
-# of analyses.redundancy.scores.
+# identity (docs/METHODS.md §3, "Which X and Y": a dropped BERT unit is r -> r). Pre-LN
+# (TransformerBlock): resid_mid = resid_pre + attn(ln1(resid_pre)); post-LN (BertBlock): see
+# the module docstring of analyses.redundancy.scores.
 _SWAPS: dict[tuple[str, str], dict[str, type[nn.Module]]] = {
     ("decoder", "attn"): {"ln1": DroppedSublayer, "attn": DroppedSublayer,
                           "hook_attn_out": nn.Identity},

@@ -74,6 +74,17 @@ def check_max_drop(cfg, strategy: str, max_drop: int) -> int:
     return max_drop
 
 
+def default_max_drop(cfg) -> int:
+    """Components to drop when no number is asked: half the model's layers (at least 1).
+
+    He et al. prune up to half of a model's attention layers (Attention Drop) and report the
+    trade-off up to there, so a curve up to half covers the range they study. Dropping every
+    component instead ends the curve at a model that computes nothing, whose "speedup" only
+    says how long the embedding and unembedding take.
+    """
+    return max(1, int(cfg.n_layers) // 2)
+
+
 def one_shot_plan(scores, strategy: str, max_drop: int) -> DropPlan:
     """Rank once: the ``max_drop`` lowest-scoring candidates of the full model's ``scores``."""
     check_strategy(strategy)

@@ -18,10 +18,11 @@ A score must measure exactly the map that dropping replaces by the identity.
   *after* the residual sum, so the attention unit is ``r -> ln1(r + attn(r))`` (X =
   ``hook_resid_pre``, Y = ln1's output) and the MLP unit is ``h -> ln2(h + mlp(h))`` (Y =
   ``hook_normalized_resid_post``, the block output). Dropping a unit removes the sublayer
-  *and its LayerNorm* (DESIGN §7), so this Y -- not He et al.'s pre-LN sum ``r + attn(r)`` --
-  is what the next component would see change. The pre-LN sum variant is available as
-  ``definition="residual_sum"`` for comparison (BERT only; identical for pre-LN models);
-  note MiniLM's pre-LN sums carry a massive dimension (~200) that dominates their cosine.
+  *and its LayerNorm* (docs/METHODS.md §3, "Which X and Y"), so this Y -- not He et al.'s
+  pre-LN sum ``r + attn(r)`` -- is what the next component would see change. The pre-LN sum
+  variant is available as ``definition="residual_sum"`` for comparison (BERT only; identical
+  for pre-LN models); note MiniLM's pre-LN sums carry a massive dimension (~200) that
+  dominates their cosine.
 
 TransformerLens' LayerNorm hook ``hook_normalized`` precedes the affine ``w, b``; the
 accumulator port applies ``x * w + b`` to recover the component output (a pure function).

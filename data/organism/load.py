@@ -25,14 +25,19 @@ from safetensors.torch import load, save
 from transformer_lens import HookedTransformer
 
 from data.organism.config import ModelConfig, TrainConfig
+from data.organism.files import (  # noqa: F401  (re-exported)
+    CONFIG_FILE,
+    DYNAMICS_FILE,
+    PACKAGE_DIR,
+    SHIPPED,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    checkpoint_files,
+)
 from data.organism.model import hooked_config
 from data.organism.vocab import build_tokenizer, load_vocab, save_vocab
 from data.store import atomic_write_bytes, atomic_write_json
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-WEIGHTS_FILE, CONFIG_FILE = "organism.safetensors", "organism.json"
-VOCAB_FILE, DYNAMICS_FILE = "vocab.json", "organism_dynamics.parquet"
-SHIPPED = (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, DYNAMICS_FILE)
 ARCHITECTURE = "attnlab-organism: TransformerLens HookedTransformer (LN, GELU)"
 
 
@@ -79,12 +84,6 @@ def ship(folder: Path) -> None:
     """Copy a finished run's artefacts into the package (``data/organism/``)."""
     for name in SHIPPED:
         atomic_write_bytes(PACKAGE_DIR / name, (Path(folder) / name).read_bytes())
-
-
-def checkpoint_files(path: str | Path | None = None) -> list[Path]:
-    """The files ``load_organism`` needs (weights first), whether or not they exist."""
-    folder = Path(path) if path is not None else PACKAGE_DIR
-    return [folder / WEIGHTS_FILE, folder / CONFIG_FILE, folder / VOCAB_FILE]
 
 
 def read_config(path: str | Path | None = None) -> dict:

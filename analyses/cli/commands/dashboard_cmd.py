@@ -2,7 +2,8 @@
 
 Serves the dashboard (runs, attention, massive activations, SAE features, redundancy,
 circuits) at http://HOST:PORT, bound to 127.0.0.1 unless --host says otherwise; Ctrl-C stops
-it. The dashboard sits above `analyses` in the layering, so this command only locates
+it (so do SIGTERM and SIGHUP: the server child is stopped with it). The dashboard sits above
+`analyses` in the layering, so this command only locates
 `dashboard/app.py` (no import) and runs `python -m streamlit run` on it in a subprocess,
 passing the run store as $ATTNLAB_RUNS.
 
@@ -67,8 +68,45 @@ def run(args) -> int:
     env = dict(os.environ, ATTNLAB_RUNS=str(root))
     if args.device:
         env["ATTNLAB_DEVICE"] = args.device
-    print(f"attnlab dashboard: http://{args.host}:{args.port}  (runs: {root}; Ctrl-C stops it)")
+    print(f"attnlab dashboard: http://{args.host}:{args.port}  (runs: {root}; Ctrl-C stops it)",
+          flush=True)
+    proc = subprocess.Popen(streamlit_command(app_path(), args.host, args.port), env=env)
+    return serve(proc)
+
+
+class Stopped(Exception):
+    """SIGTERM / SIGHUP arrived: stop the server child and exit."""
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def serve(proc, grace_s: float = 10.0) -> int:
+    """Wait for the streamlit child ``proc``; Ctrl-C, SIGTERM or SIGHUP to this process stop
+    the child too (terminate, then kill after ``grace_s``), so no server is left serving
+    after `attnlab dashboard` is gone. Exit code: the child's, 0 after Ctrl-C, 128 + signal
+    after a signal."""
+    import signal
+    import subprocess
+
+    wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    old = {s: signal.signal(s, _stop) for s in wanted}
+    code = None
     try:
-        return subprocess.call(streamlit_command(app_path(), args.host, args.port), env=env)
+        code = proc.wait()
     except KeyboardInterrupt:
-        return 0
+        code = 0
+    except Stopped as stop:
+        code = 128 + int(stop.args[0])
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return code

@@ -64,9 +64,6 @@ def register(sub, common) -> None:
     p.add_argument("--sae-tokens", type=int, default=None,
                    help="sae: held-out organism tokens scanned for the feature tables "
                    "(default 10000)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the demo's models are small, and on a "
-                   "shared 2-core machine 2 threads measured 3.5x more CPU and wall time)")
 
 
 #: The options that size one stage or more: typing one for stages that do not run is an error.
@@ -93,13 +90,13 @@ def check_demo(args) -> tuple[str, ...]:
     check_int("--n-items", args.n_items, None, MAX_ITEMS)
     check_int("--sae-tokens", args.sae_tokens, None, MAX_TOKENS)
     check_float("--massive-ratio", args.massive_ratio, 0.0)
-    check_int("--threads", args.threads, 1)
     return stages
 
 
 def run(args) -> int:
-    import torch
-
+    """The stages, on ``--threads`` torch threads (the common option, set before this runs;
+    the demo's models are small: on a shared 2-core machine 2 threads measured 3.5x more CPU
+    and wall time than 1)."""
     from analyses.cli.demo import DemoConfig
 
     stages = check_demo(args)
@@ -107,12 +104,7 @@ def run(args) -> int:
              "massive_ratio": args.massive_ratio, "n_items": args.n_items,
              "sae_tokens": args.sae_tokens, "device": args.device}
     cfg = DemoConfig(**{k: v for k, v in sizes.items() if v is not None})
-    before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return run_stages(args, stages, cfg)
-    finally:
-        torch.set_num_threads(before)
+    return run_stages(args, stages, cfg)
 
 
 def run_stages(args, stages: tuple[str, ...], cfg) -> int:

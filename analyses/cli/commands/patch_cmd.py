@@ -19,6 +19,7 @@ that does not apply (``--receivers`` without ``--component path``, ``--heads`` w
 from __future__ import annotations
 
 import re
+from typing import Any, NamedTuple
 
 from analyses.cli.checks import (
     MAX_ITEMS,
@@ -59,6 +60,9 @@ DEFAULT_K, DEFAULT_N_RANDOM = 3, 5
 IMPAIRMENT_TASKS_HELP = ("impairment: comma-separated task families whose top heads are "
                          "ablated (default recall,reasoning; recall,ioi on smollm2, which "
                          "does not do reasoning)")
+#: What each patching engine is (``PatchingResult.engine``).
+ENGINE_WORDS = {"fast": "suffix recompute from the first differing position",
+                "hooks": "one hooked forward pass per patch"}
 #: A receiver: a head, then optionally the inputs that receive, as ``q``/``kv`` or ``(kv)``.
 _RECEIVER = re.compile(r"^(?P<head>.+?)(?:\((?P<paren>[qkv]+)\)|(?P<inputs>[qkv]*))$")
 
@@ -190,29 +194,74 @@ def _pair(args, loaded):
 
     if loaded.kind == "encoder":
         return sentence_pair(loaded, args.clean, args.corrupted)
-    return pair_from_task(load_model_task(loaded.name, args.task, args.n, args.seed))
+    from analyses.causal.distributed import shard_task  # --nproc: this rank's pairs
+
+    dataset = load_model_task(loaded.name, args.task, args.n, args.seed)
+    return pair_from_task(shard_task(dataset) if args.component != "path" else dataset)
 
 
-def _sweep(args, loaded, pair):
-    """(table, note) for the requested sweep."""
+class Sweep(NamedTuple):
+    """What a sweep wrote and what the user needs to read it."""
+
+    table: Any  # the `patching` table
+    note: str  # attribution: its correlation with the exact sweep ("" otherwise)
+    engine: str  # how the patched runs were computed
+    clean_metric: float  # the metric on the clean prompts (mean over pairs)
+    corrupted_metric: float  # ... on the corrupted prompts
+
+
+def path_baselines(table, method: str) -> tuple[float, float]:
+    """(clean, corrupted) metric of a path-patching table, recovered from its columns: the
+    baseline run is ``patched_metric - effect`` (the corrupted run when denoising, the clean
+    one when noising) and ``effect / normalized_effect`` is clean - corrupted."""
+    base = float((table.patched_metric - table.effect).iloc[0])
+    rows = table[table.normalized_effect.abs() > 1e-9]
+    gap = float((rows.effect / rows.normalized_effect).iloc[0]) if len(rows) else float("nan")
+    return (base + gap, base) if method == "denoising" else (base, base - gap)
+
+
+def _sweep(args, loaded, pair) -> Sweep:
+    """The requested sweep, with a bar on a terminal."""
     import pandas as pd
 
     from analyses.causal.attribution import attribute, correlation
     from analyses.causal.patching import PatchingConfig, patch
     from analyses.causal.path_patching import PathPatchingConfig, path_patch
+    from data.progress import interactive
 
     method = "noising" if args.method in ("noising", "attribution-noising") else "denoising"
     if args.component == "path":
         cfg = PathPatchingConfig(parse_receivers(args.receivers), method=method)
-        return path_patch(loaded, pair, cfg, progress=True), ""
+        table = path_patch(loaded, pair, cfg, progress=interactive())
+        return Sweep(table, "", "hooks (two-pass path patching)", *path_baselines(table, method))
     layers = parse_ints("--layers", args.layers) if args.layers else None
     cfg = PatchingConfig(args.component, args.per_position, method=method, layers=layers)
-    exact = patch(loaded, pair, cfg, progress=True)
+    from analyses.causal.distributed import merge_ranks  # --nproc: gather the ranks' pairs
+
+    exact = merge_ranks(patch(loaded, pair, cfg, progress=interactive()), pair, cfg)
+    engine = f"{exact.engine} ({ENGINE_WORDS.get(exact.engine, 'exact patched runs')})"
     if not args.method.startswith("attribution"):
-        return exact.table, ""
-    est = attribute(loaded, pair, cfg).table
+        return Sweep(exact.table, "", engine, exact.clean_metric, exact.corrupted_metric)
+    est = merge_ranks(attribute(loaded, pair, cfg), pair, cfg).table
     r = correlation(exact.table, est)
-    return pd.concat([exact.table, est], ignore_index=True), f"corr(attribution, exact) = {r:.3f}"
+    return Sweep(pd.concat([exact.table, est], ignore_index=True),
+                 f"corr(attribution, exact) = {r:.3f}",
+                 f"attribution (one gradient pass) beside the exact sweep on {engine}",
+                 exact.clean_metric, exact.corrupted_metric)
+
+
+def sweep_header(args, pair, sweep: Sweep) -> str:
+    """The lines printed above the effects: pairs, metric, baselines, engine, sign."""
+    what = (f"{pair.batch} sentence pair(s)" if args.clean else
+            f"{pair.batch} prompt pairs of task {args.task} (seed {args.seed})")
+    gap = sweep.clean_metric - sweep.corrupted_metric
+    baseline = "corrupted" if args.method in ("denoising", "attribution") else "clean"
+    return (f"{what}; metric {pair.metric_name} (mean over pairs): clean "
+            f"{sweep.clean_metric:.4f}, corrupted {sweep.corrupted_metric:.4f} "
+            f"(gap {gap:.4f}); engine {sweep.engine}\n"
+            f"effect = metric(patched) - metric({baseline} run); normalized_effect = effect / "
+            "gap: 1 = the patch restores the clean metric, 0 = no change, negative = it moves "
+            "the metric away from clean")
 
 
 def _run_config(args) -> dict:
@@ -230,13 +279,21 @@ def run(args) -> int:
     check_patch_sizes(args, loaded)
     pair = _pair(args, loaded)
     store = RunStore(args.runs_dir)
-    with store.start_run(command="patch", model=loaded.name, config=_run_config(args)) as run_:
-        table, note = _sweep(args, loaded, pair)
+    from analyses.cli.launch import start_run  # rank 0 owns the run under --nproc
+
+    with start_run(store, command="patch", model=loaded.name, config=_run_config(args)) as run_:
+        sweep = _sweep(args, loaded, pair)
+        table, note = sweep.table, sweep.note
         run_.write_table("patching", table)
-        if note:
-            run_.update_manifest(note=note)
+        from probes.distributed import all_gather  # every rank's pairs under --nproc
+
+        run_.update_manifest(engine=sweep.engine, n_pairs=sum(all_gather(pair.batch)),
+                             clean_metric=sweep.clean_metric,
+                             corrupted_metric=sweep.corrupted_metric, **({"note": note}
+                                                                        if note else {}))
     from analyses.figures.labels import with_head_column
 
+    print(sweep_header(args, pair, sweep))
     top = table.reindex(table.normalized_effect.abs().sort_values(ascending=False).index)
     cols = ["component", "layer", "head", "position", "method", "effect", "normalized_effect"]
     print(with_head_column(top[cols].head(args.top).round(4)).to_string(index=False))
@@ -336,6 +393,7 @@ def _ablation_table(loaded, args, comps):
 
 
 def run_ablate(args) -> int:
+    from data.progress import phase
     from data.store import RunStore
     from probes.models import load_model
 
@@ -345,8 +403,11 @@ def run_ablate(args) -> int:
         raise UsageError("ablate runs task accuracies: use a decoder model (e.g. organism)")
     check_ablate_sizes(args, comps, loaded.cfg)
     store = RunStore(args.runs_dir)
+    what = ("selective impairment: patching for the head sets, then ablating them on every task"
+            if args.impairment else "ablating on every task")
     with store.start_run(command="ablate", model=loaded.name, config=_run_config(args)) as run_:
-        table = _ablation_table(loaded, args, comps)
+        with phase(what):
+            table = _ablation_table(loaded, args, comps)
         run_.write_table("impairment", table)
     print(table.round(4).to_string(index=False))
     print(f"run {run_.run_id}: table 'impairment' ({run_.path})")

@@ -29,7 +29,9 @@ def register(sub, common) -> None:
                    help="one or more of attn | mlp | block | joint (attention and MLP ranked "
                    "together) | all (default: joint; smollm2: attn mlp joint)")
     p.add_argument("--max-drop", type=int, default=None,
-                   help="components to drop (default: all the strategy can; smollm2: 8)")
+                   help="components to drop per strategy (default: half the model's layers, "
+                   "as far as He et al. prune attention layers: organism 2, minilm 3, "
+                   "smollm2 8 (its study's preset))")
     p.add_argument("--iterative", action="store_true",
                    help="also run the iterative plan (re-score after every drop)")
     p.add_argument("--heads", action="store_true", help="also compute per-head importance")
@@ -108,16 +110,33 @@ def _config(args):
                                  n_sentences=args.n_sentences))
 
 
+def plan_line(args, cfg) -> str:
+    """The drop plan in words, printed before the work starts."""
+    plans = "one-shot" + (" and iterative" if args.iterative else "")
+    seeds = ", ".join(str(s) for s in args.random_seeds) or "none"
+    return (f"plan: drop up to {args.max_drop} component(s) per strategy ({plans}, against "
+            f"random drops with seeds {seeds}) of the {cfg.n_layers}-layer model; "
+            "--max-drop changes it")
+
+
 def run(args) -> int:
+    import dataclasses
+
     import torch
 
+    from analyses.redundancy.plans import default_max_drop
     from analyses.redundancy.study import run_redundancy, write_run
+    from data.progress import phase
     from data.store import RunStore
     from probes.models import load_model
 
     check_redundancy(args)
     config = _config(args)  # bad arguments fail before the model loads
-    loaded = load_model(args.model, device=args.device)
+    with phase(f"loading {args.model}"):
+        loaded = load_model(args.model, device=args.device)
+    if args.max_drop is None:
+        args.max_drop = default_max_drop(loaded.cfg)
+        config = dataclasses.replace(config, max_drop=args.max_drop)
     config.drop_counts(loaded.cfg)  # too many drops: a clear error before the run starts
     torch.manual_seed(0)
     store = RunStore(args.runs_dir)
@@ -128,8 +147,11 @@ def run(args) -> int:
            "timing_prompts": config.timing_prompts,
            "device": str(loaded.cfg.device), "torch_threads": torch.get_num_threads()}
     print(f"redundancy on {args.model}: " + ", ".join(f"{k} {v}" for k, v in cfg.items()))
+    print(plan_line(args, loaded.cfg))
     with store.start_run(command="redundancy", model=args.model, config=cfg) as rec:
-        result = run_redundancy(loaded, config)
+        with phase(f"redundancy study ({', '.join(config.strategies)}; scores, drop curves, "
+                   "speedup)"):
+            result = run_redundancy(loaded, config)
         write_run(rec, result, figures=not args.no_figures)
     from analyses.reports.redundancy import last_point_table
 

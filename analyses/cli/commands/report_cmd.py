@@ -9,7 +9,7 @@ Heads are printed as L1H2.
     attnlab report circuit --model organism --task recall --n 128 --out reports/
     attnlab report circuit --model smollm2 --task ioi
 
-On smollm2 (30 layers x 9 heads; exact patching runs on the hook engine) the defaults bound
+On smollm2 (30 layers x 9 heads; exact patching runs on the fast engine) the defaults bound
 the cost: 32 pairs for accuracy, attribution and ablations, exact sweeps and path patching on
 the first 8 (--n-exact), head outputs denoising only, sublayers by layer, path patching down
 to the name movers, 3 random head sets, and selective impairment contrasting recall with ioi
@@ -66,7 +66,9 @@ def check_report(args) -> None:
 def run(args) -> int:
     from analyses.causal.circuit import default_config
     from analyses.figures.labels import with_head_column
-    from analyses.reports.circuit import write_circuit_report
+    from analyses.reports.circuit import CAVEAT, caveats_of, write_circuit_report
+    from analyses.reports.readout import circuit_readout
+    from data.progress import interactive, phase
     from data.store import RunStore
     from probes.models import load_model
 
@@ -77,14 +79,20 @@ def run(args) -> int:
                             impairment_tasks=parse_impairment_tasks(args))
     print(f"report circuit {args.model} / {config.task}: {config.n} pairs, exact sweeps on "
           f"{config.exact_pairs}, {config.n_random} random head sets")
-    loaded = load_model(args.model, device=args.device)
+    with phase(f"loading {args.model}"):
+        loaded = load_model(args.model, device=args.device)
     check_head_count("--top-k", args.top_k, loaded.cfg)
-    run_, analysis = write_circuit_report(loaded, config, RunStore(args.runs_dir), out=args.out)
+    run_, analysis = write_circuit_report(loaded, config, RunStore(args.runs_dir), out=args.out,
+                                          progress=interactive())
+    print("readout:")
+    for line in circuit_readout(analysis, caveats_of(analysis)):
+        print(f"  {line}")
     print(analysis.accuracy.round(4).to_string(index=False))
     print(f"top heads (attribution vs exact r = {analysis.attribution_r:.3f}):")
     print(with_head_column(analysis.top_heads.round(4)).to_string(index=False))
     for note in analysis.notes:
-        print(f"- {note}")
+        if not note.startswith(CAVEAT):  # the readout said those
+            print(f"- {note}")
     print(f"analysis wall time {analysis.seconds:.0f} s")
     print(f"report: {run_.path / 'report.html'} and report.md (run {run_.run_id})")
     if args.out:

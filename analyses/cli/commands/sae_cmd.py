@@ -4,6 +4,7 @@
     attnlab sae eval --model organism --layer 1 --sae shipped
     attnlab sae features --model minilm --layer 3 --sae shipped
     attnlab sae list
+    attnlab sae export --model organism --layer 1 --sae shipped --out np/organism-l1
     attnlab sae ship --model organism           # retrain the shipped SAEs from the recipe
 
 Every command writes a run: `sae train` saves the SAE (SAE-Lens format) under
@@ -91,14 +92,36 @@ def _add_features(sp, common) -> None:
     p.add_argument("--features", default=None, help="comma-separated indices (default: all)")
 
 
+def _add_export(sp, common) -> None:
+    p = _sae_command(sp, common, "export", run_export,
+                     "export feature data as SAEDashboard/Neuronpedia JSON",
+                     "Write the SAE's feature data (top examples with per-token activations, "
+                     "activation histogram and density, logit effects, decoder weight by head) "
+                     "as the batch-<i>.json and skipped_indexes.json files that SAEDashboard's "
+                     "Neuronpedia runner writes and Neuronpedia imports (saes/export.py says "
+                     "which fields are filled).")
+    p.add_argument("--out", required=True, help="folder for the JSON files")
+    p.add_argument("--tokens", type=int, default=20_000, help="held-out tokens to scan")
+    p.add_argument("--top", type=int, default=10, help="examples / logit tokens per feature")
+    p.add_argument("--bins", type=int, default=20, help="histogram bins")
+    p.add_argument("--features", default=None,
+                   help="comma-separated indices (default: every feature active on the tokens)")
+    p.add_argument("--sae-set", default="attnlab-att",
+                   help="Neuronpedia SAE set name written into the files")
+    p.add_argument("--per-file", type=int, default=128, help="features per batch-<i>.json")
+    p.set_defaults(writes_runs=False)
+
+
 def register(sub, common) -> None:
-    p = sub.add_parser("sae", help="attention-output SAEs: train, eval, features, list, ship",
+    p = sub.add_parser("sae", help="attention-output SAEs: train, eval, features, export, list, "
+                       "ship",
                        description=__doc__.split("\n\n")[0])
     sp = p.add_subparsers(dest="sae_command", metavar="SAE_COMMAND")
     sp.required = True
     _add_train(sp, common)
     _add_eval(sp, common)
     _add_features(sp, common)
+    _add_export(sp, common)
     add_command(sp, common, "list", run_list, "list the shipped SAEs", writes_runs=False)
     s = add_command(sp, common, "ship", run_ship, "retrain the shipped SAEs (data/saes)",
                     "Retrain the SAEs of data/saes/recipe.json and overwrite them.",
@@ -109,9 +132,11 @@ def register(sub, common) -> None:
 
 def _load(args):
     """The model, then the arguments that need its sizes (``--layer``)."""
+    from data.progress import phase
     from probes.models import load_model
 
-    loaded = load_model(args.model, device=args.device)
+    with phase(f"loading {args.model}"):
+        loaded = load_model(args.model, device=args.device)
     check_layers("--layer", [args.layer], loaded.cfg.n_layers)
     return loaded
 
@@ -169,11 +194,14 @@ def check_train(args):
 
 
 def _eval_table(loaded, sae, layer, n_tokens, label):
+    from data.progress import phase
     from saes.corpus import corpus_tokens
     from saes.evaluate import evaluate_sae
 
     tokens = corpus_tokens(loaded, n_tokens, seed=0, split="heldout")
-    ev = evaluate_sae(loaded, sae, layer, tokens)
+    with phase(f"evaluating the SAE on {n_tokens} held-out tokens (L0, EV, loss with the SAE "
+               "spliced in)"):
+        ev = evaluate_sae(loaded, sae, layer, tokens)
     return ev, ev.to_frame(model=loaded.name, layer=layer, sae=label)
 
 
@@ -209,7 +237,9 @@ def run_train(args) -> int:
     store = RunStore(args.runs_dir)
     config = {"train": cfg.to_dict(), "activations": acfg.to_dict(), "layer": args.layer,
               "from_shards": args.from_shards}
-    with store.start_run(command="sae train", model=loaded.name, config=config) as run:
+    from analyses.cli.launch import start_run  # rank 0 owns the run under --nproc
+
+    with start_run(store, command="sae train", model=loaded.name, config=config) as run:
         out = Path(args.out) if args.out else run.path / "sae"
         res = train_attention_sae(loaded, args.layer, cfg, activations=acts,
                                   activation_cfg=acfg, out_dir=out, resume=not args.no_resume,
@@ -240,6 +270,7 @@ def run_eval(args) -> int:
 
 
 def run_features(args) -> int:
+    from data.progress import phase
     from data.store import RunStore
     from saes.corpus import corpus_tokens
     from saes.features import FEATURE_TABLES, feature_tables
@@ -248,21 +279,59 @@ def run_features(args) -> int:
     check_int("--bins", args.bins, 1)
     feats = list(parse_ints("--features", args.features)) if args.features is not None else None
     loaded, sae = _model_and_sae(args, "--tokens", args.tokens)
-    if feats and max(feats) >= sae.cfg.d_sae:
-        raise UsageError(f"--features: {[f for f in feats if f >= sae.cfg.d_sae]} do not exist; "
-                         f"the SAE has {sae.cfg.d_sae} features (0..{sae.cfg.d_sae - 1})")
+    _check_features(feats, sae)
     tokens = corpus_tokens(loaded, args.tokens, seed=0, split="heldout")
     store = RunStore(args.runs_dir)
     config = {"sae": str(args.sae), "layer": args.layer, "tokens": args.tokens,
               "top": args.top, "bins": args.bins, "features": feats}
     with store.start_run(command="sae features", model=loaded.name, config=config) as run:
-        ft = feature_tables(loaded, sae, args.layer, tokens, feats, args.top, args.bins)
+        with phase(f"feature tables over {args.tokens} tokens (examples, histograms, DFA, "
+                   "logit effects)"):
+            ft = feature_tables(loaded, sae, args.layer, tokens, feats, args.top, args.bins)
         for field, name in FEATURE_TABLES.items():
             run.write_table(name, getattr(ft, field))
     n_feat = ft.dfa_heads.feature.nunique()
     print(f"{n_feat} features over {int(tokens.attention_mask.sum())} tokens -> run "
           f"{run.run_id}")
     print(head_summary_text(ft.head_summary))
+    return 0
+
+
+def _check_features(feats, sae) -> None:
+    if feats and max(feats) >= sae.cfg.d_sae:
+        raise UsageError(f"--features: {[f for f in feats if f >= sae.cfg.d_sae]} do not exist; "
+                         f"the SAE has {sae.cfg.d_sae} features (0..{sae.cfg.d_sae - 1})")
+
+
+def run_export(args) -> int:
+    from data.progress import phase
+    from saes.corpus import corpus_tokens
+    from saes.export import ExportMeta, neuronpedia_batches, write_export
+    from saes.features import feature_tables
+
+    check_int("--top", args.top, 1)
+    check_int("--bins", args.bins, 1)
+    check_int("--per-file", args.per_file, 1)
+    check_folder("--out", args.out)
+    if not args.sae_set.strip():
+        raise UsageError("--sae-set is empty: give a name, e.g. attnlab-att")
+    feats = list(parse_ints("--features", args.features)) if args.features is not None else None
+    loaded, sae = _model_and_sae(args, "--tokens", args.tokens)
+    _check_features(feats, sae)
+    tokens = corpus_tokens(loaded, args.tokens, seed=0, split="heldout")
+    n_tokens = int(tokens.attention_mask.sum())
+    meta = ExportMeta(loaded.name, args.layer, args.sae_set,
+                      f"attnlab {loaded.name} held-out corpus, {n_tokens} tokens")
+    with phase(f"feature data over {n_tokens} tokens"):
+        ft = feature_tables(loaded, sae, args.layer, tokens, feats, args.top, args.bins)
+        batches = neuronpedia_batches(loaded, sae, args.layer, tokens, ft, meta, args.per_file)
+    exported = {f["feature_index"] for b in batches for f in b["features"]}
+    wanted = feats if feats is not None else range(int(sae.cfg.d_sae))
+    skipped = sorted(set(wanted) - exported)
+    paths = write_export(args.out, batches, meta, skipped, n_tokens)
+    print(f"{len(exported)} features in {len(batches)} batch file(s), {len(skipped)} never "
+          f"active on {n_tokens} tokens listed in skipped_indexes.json -> {args.out}")
+    print(f"files: {', '.join(p.name for p in paths)}")
     return 0
 
 
@@ -276,17 +345,64 @@ def head_summary_text(summary) -> str:
     return grid.to_string()
 
 
-def run_list(args) -> int:
-    from saes.io import list_shipped, load_sae
+#: ``sae list`` columns: (header, cfg.json key path, format); quality = the shipped SAE's
+#: evaluation on held-out tokens (metadata.quality).
+LIST_COLUMNS = (("model", None, "{}"), ("layer", None, "{}"), ("arch", "architecture", "{}"),
+                ("d_in", "d_in", "{}"), ("d_sae", "d_sae", "{}"), ("k", "k", "{}"),
+                ("L0", "metadata.quality.l0", "{:.1f}"),
+                ("EV", "metadata.quality.explained_variance", "{:.3f}"),
+                ("CE rec.", "metadata.quality.ce_recovered", "{:.1%}"),
+                ("cos", "metadata.quality.cos_sae", "{:.4f}"),
+                ("dead", "metadata.quality.dead_frac", "{:.1%}"),
+                ("tokens", "metadata.n_training_tokens", "{:,}"))
 
-    rows = list_shipped()
+
+def _lookup(cfg: dict, path: str | None):
+    for key in (path or "").split("."):
+        cfg = cfg.get(key) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def sae_list_table(rows) -> str:
+    """The shipped SAEs as a text table, read from their cfg.json files (no torch, no weights):
+    one row per SAE, '-' where a value does not apply (CE recovered: decoders; cos: the
+    encoder's embedding cosine)."""
+    import json
+
+    header = [h for h, _, _ in LIST_COLUMNS] + ["folder"]
+    table = [header]
+    for model, layer, path in rows:
+        cfg = json.loads((path / "cfg.json").read_text(encoding="utf-8"))
+        line = []
+        for name, key, fmt in LIST_COLUMNS:
+            value = {"model": model, "layer": layer}.get(name) if key is None else \
+                _lookup(cfg, key)
+            line.append("-" if value is None else fmt.format(value))
+        table.append(line + [str(path)])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
+
+
+def shipped_folders() -> list:
+    """(model, layer, folder) of every SAE in data/saes, found without importing ``saes``
+    (whose package imports torch: `attnlab sae list` reads cfg.json files only)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("data")
+    roots = [Path(p) / "saes" for p in (spec.submodule_search_locations or [])] if spec else []
+    return [(cfg.parent.parent.name, int(cfg.parent.name.removeprefix("layer")), cfg.parent)
+            for root in roots for cfg in sorted(root.glob("*/layer*/cfg.json"))]
+
+
+def run_list(args) -> int:
+    rows = shipped_folders()
     if not rows:
         print("no shipped SAEs; `attnlab sae ship` trains them")
-    for model, layer, path in rows:
-        sae = load_sae(path)
-        meta = sae.cfg.metadata
-        print(f"{model:<10} layer {layer}  {sae.cfg.architecture():<8} d_in {sae.cfg.d_in:<4} "
-              f"d_sae {sae.cfg.d_sae:<5} {meta.get('quality', '')}  {path}")
+        return 0
+    print(sae_list_table(rows))
+    print("\nL0, EV (explained variance), CE rec. (loss recovered, decoders), cos (embedding "
+          "cosine with the SAE, encoders), dead: on held-out tokens when shipped")
     return 0
 
 

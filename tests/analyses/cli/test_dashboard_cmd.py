@@ -24,9 +24,24 @@ def test_app_path_is_the_entry_file_and_dashboard_is_not_imported():
     assert "dashboard.app" not in sys.modules
 
 
+class _FakeServer:
+    """Stands in for the streamlit child: records its command line, exits at once."""
+
+    calls: list = []
+
+    def __init__(self, cmd, env):
+        self.calls.append((cmd, env))
+
+    def wait(self, timeout=None):
+        return 0
+
+    def poll(self):
+        return 0
+
+
 def test_run_starts_streamlit_with_store_and_address(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    calls = _FakeServer.calls = []
+    monkeypatch.setattr(subprocess, "Popen", _FakeServer)
     rc = main(["dashboard", "--port", "8600", "--runs-dir", str(tmp_path / "runs")])
     assert rc == 0
     cmd, env = calls[0]
@@ -47,3 +62,47 @@ def test_bad_port_is_a_clean_error(capsys):
 def test_host_is_configurable(host):
     cmd = dashboard_cmd.streamlit_command(dashboard_cmd.app_path(), host, 9000)
     assert cmd[cmd.index("--server.address") + 1] == host
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serving(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_streamlit_child(tmp_path):
+    """A real `attnlab dashboard`: once streamlit serves, SIGTERM to attnlab ends both."""
+    import signal
+    import time
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "analyses.cli.main", "dashboard", "--port",
+                             str(port), "--runs-dir", str(tmp_path / "runs")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not _serving(port):
+            assert proc.poll() is None, "attnlab dashboard exited before serving"
+            assert time.monotonic() < deadline, "streamlit did not start within 240 s"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while _serving(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _serving(port), "the streamlit child still serves after SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -57,6 +57,23 @@ def test_patch_and_ablate_commands_write_runs(tmp_path, capsys, organism):
                  "--method", "attribution"]) == 0
     out = capsys.readouterr().out
     assert "corr(attribution, exact) = " in out
+    assert "Moving model to device" not in out and "Changing model dtype" not in out
+    # the header: pairs, both baselines (checked against a plain forward pass), the engine
+    import re
+
+    from analyses.causal.task_sets import load_model_task
+    from data.tasks import logit_diff
+
+    ds = load_model_task("organism", "recall", 8, 0)
+    with torch.no_grad():
+        want = [float(logit_diff(organism.model(t), ds).mean())
+                for t in (ds.clean_tokens, ds.corrupted_tokens)]
+    m = re.search(r"8 prompt pairs of task recall \(seed 0\); metric logit_diff \(mean over "
+                  r"pairs\): clean (\S+), corrupted (\S+) \(gap \S+\); engine (\w+)", out)
+    assert m, out
+    assert [float(m[1]), float(m[2])] == pytest.approx(want, abs=1e-3)
+    assert m[3] in ("fast", "attribution")
+    assert "normalized_effect = effect / gap: 1 = the patch restores the clean metric" in out
     assert main(["ablate", *common, "--task", "recall", "--n", "8", "--heads", "0.1",
                  "--sublayers", "mlp0", "--method", "zero"]) == 0
     assert main(["patch", *common, "--component", "path", "--receivers", "bogus"]) == 2
@@ -69,3 +86,17 @@ def test_patch_and_ablate_commands_write_runs(tmp_path, capsys, organism):
     assert set(tables["patch"].method) == {"denoising", "attribution_denoising"}
     assert len(tables["patch"]) == 2 * organism.cfg.n_layers * organism.cfg.n_heads
     assert tables["ablate"].heads.iloc[0] == "L0H1 mlp0"
+
+
+def test_path_baselines_are_recovered_from_the_table():
+    """clean 3.0, corrupted -1.0 (gap 4): a denoising row patched to 1.0 has effect 2.0 and
+    normalized effect 0.5; a noising row patched to 2.0 has effect -1.0, normalized -0.25."""
+    import pandas as pd
+
+    from analyses.cli.commands.patch_cmd import path_baselines
+
+    den = pd.DataFrame({"patched_metric": [1.0, -1.0], "effect": [2.0, 0.0],
+                        "normalized_effect": [0.5, 0.0]})
+    assert path_baselines(den, "denoising") == pytest.approx((3.0, -1.0))
+    noi = pd.DataFrame({"patched_metric": [2.0], "effect": [-1.0], "normalized_effect": [-0.25]})
+    assert path_baselines(noi, "noising") == pytest.approx((3.0, -1.0))
