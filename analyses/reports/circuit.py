@@ -15,11 +15,19 @@ it runs :func:`analyses.causal.circuit.analyse_circuit` and writes, into a new r
 
 A sweep the config skipped (the noising sweep, per-position sweeps: SmolLM2's cost-bounded
 defaults) has no figure; the report says what was skipped.
+
+The report opens with a written readout generated from the numbers
+(:mod:`analyses.reports.readout`). What the analysis logged as a warning (a task whose clean
+and corrupted runs barely differ, e.g. the organism's reasoning family used to pick the
+impairment's head set) is kept out of the terminal and said there, as a caveat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +36,13 @@ import plotly.graph_objects as go
 from analyses.causal.circuit import CircuitAnalysis, CircuitConfig, analyse_circuit
 from analyses.causal.task_sets import model_note
 from analyses.figures import causal as figures
+from analyses.figures.labels import head_set_label, with_head_column
 from analyses.reports import page as pages
+from analyses.reports.readout import circuit_readout, receivers_words
+
+#: loggers whose warnings become the report's caveats
+CAVEAT_LOGGERS = ("analyses.causal.patching", "analyses.causal.impairment")
+CAVEAT = "caveat: "  # the prefix of a note that is a kept warning
 
 
 def _has(p: pd.DataFrame, component: str, method: str | None = None) -> bool:
@@ -49,8 +63,9 @@ def _figures(a: CircuitAnalysis) -> list[tuple[str, go.Figure]]:
     if (p.component == "path_z").any():
         for recv in p.loc[p.component == "path_z", "receivers"].unique():
             sub = p[(p.component == "path_z") & (p.receivers == recv)]
-            out.append((f"Path patching into {recv}",
-                        figures.patching_heatmap(sub, title=f"path patching -> {recv}")))
+            words = receivers_words(recv)
+            out.append((f"Path patching: each sender head's path into {words}",
+                        figures.patching_heatmap(sub, title=f"path patching into {words}")))
     out.append(("Ablations", figures.ablation_table_figure(a.impairment.table)))
     return out
 
@@ -76,12 +91,34 @@ def _tables(a: CircuitAnalysis) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
+def _shown(df: pd.DataFrame) -> pd.DataFrame:
+    """A table as the report shows it: 4 digits, heads as ``L1H2``, receivers in words, the
+    roles' raw attention numbers left to the run table (their note says them)."""
+    out = df.round(4)
+    if "receivers" in out.columns:
+        out = out.assign(receivers=[receivers_words(r) for r in out.receivers])
+    if "heads" in out.columns:  # impairment sets, stored as '0.1 1.2'
+        out = out.assign(heads=[head_set_label(h) for h in out.heads])
+    return with_head_column(out.drop(columns=["attention"], errors="ignore"))
+
+
+def caveats_of(a: CircuitAnalysis) -> tuple[str, ...]:
+    """The warnings :func:`write_circuit_report` kept among ``a.notes`` (prefix ``caveat: ``)."""
+    return tuple(n.removeprefix(CAVEAT) for n in a.notes if n.startswith(CAVEAT))
+
+
 def circuit_page(a: CircuitAnalysis, with_figures: bool = True) -> pages.Page:
-    """What the report shows: tables (rounded to 4 digits), the SAE note, then the figures."""
-    sections = [pages.Section(title, (pages.Table(df.round(4)),)) for title, df in _tables(a)]
+    """What the report shows: the readout (with the caveats among ``a.notes``), tables
+    (rounded to 4 digits), the SAE note, what was run, then the figures."""
+    caveats = caveats_of(a)
+    notes = tuple(n for n in a.notes if not n.startswith(CAVEAT))
+    readout = pages.Section("Readout", tuple(pages.Text(line)
+                                             for line in circuit_readout(a, caveats)))
+    sections = [readout] + [pages.Section(title, (pages.Table(_shown(df)),))
+                            for title, df in _tables(a)]
     sections.append(pages.Section("SAEs", (pages.Text(a.sae_note or "none"),)))
-    if a.notes:
-        sections.append(pages.Section("What was run", tuple(pages.Text(n) for n in a.notes)))
+    if notes:
+        sections.append(pages.Section("What was run", tuple(pages.Text(n) for n in notes)))
     if with_figures:
         sections += [pages.Section(title, (pages.Figure(fig),)) for title, fig in _figures(a)]
     intro = [pages.Text(f"{a.config.n} clean/corrupted pairs, seed {a.config.seed}. Effects "
@@ -102,6 +139,32 @@ def render_markdown(a: CircuitAnalysis) -> str:
     return pages.render_markdown(circuit_page(a, with_figures=False))
 
 
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def caveats_kept(names=CAVEAT_LOGGERS) -> Iterator[list[str]]:
+    """Collect the warnings of loggers ``names`` into a list instead of the terminal."""
+    keep = _Keep()
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.propagate for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(keep)
+        lg.propagate = False
+    try:
+        yield keep.messages
+    finally:
+        for lg, prop in zip(loggers, before):
+            lg.removeHandler(keep)
+            lg.propagate = prop
+
+
 def write_circuit_report(loaded, config: CircuitConfig, store, out: str | Path | None = None,
                          progress: bool = True):
     """Analyse, then write the run (tables, report.html, report.md); returns (run, analysis)."""
@@ -109,7 +172,11 @@ def write_circuit_report(loaded, config: CircuitConfig, store, out: str | Path |
 
     with store.start_run(command="report circuit", model=loaded.name,
                          config=manifest_config(config)) as run:
-        a = analyse_circuit(loaded, config, progress=progress)
+        with caveats_kept() as kept:
+            a = analyse_circuit(loaded, config, progress=progress)
+        kept = [f"{m} (a sweep of the analysis, e.g. the patching that picks the impairment's "
+                "head set for that task)" for m in dict.fromkeys(kept)]
+        a = a._replace(notes=tuple(a.notes) + tuple(CAVEAT + c for c in kept))
         run.write_table("patching", a.patching)
         run.write_table("impairment", a.impairment.table)
         run.write_table("circuit_roles", a.roles)
@@ -117,7 +184,13 @@ def write_circuit_report(loaded, config: CircuitConfig, store, out: str | Path |
             run.write_table("attribution_all_pairs", a.attribution_all)
         if a.sae_features is not None:
             run.write_table("circuit_sae_features", a.sae_features)
-        page, md = render_html(a), render_markdown(a)
+        from analyses.reports.edge_section import with_edge_circuit  # the edge circuit
+
+        page = pages.render_html(with_edge_circuit(circuit_page(a), store, loaded.name,
+                                                   config.task))
+        md = pages.render_markdown(with_edge_circuit(circuit_page(a, with_figures=False),
+                                                     store, loaded.name, config.task,
+                                                     with_figures=False))
         for folder in [Path(run.path)] + ([Path(out)] if out else []):
             atomic_write_text(folder / "report.html", page)
             atomic_write_text(folder / "report.md", md)

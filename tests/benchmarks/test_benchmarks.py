@@ -1,10 +1,12 @@
-"""The patching benchmark runs as the README says and reports what it claims to measure."""
+"""The patching and edges benchmarks run as the README says and report what they measure."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.support import REPO_ROOT
 
@@ -13,7 +15,8 @@ ROOT = REPO_ROOT
 
 def test_patching_benchmark_runs_as_a_script_and_agrees_with_transformer_lens():
     out = subprocess.run(
-        [sys.executable, "benchmarks/patching.py", "--n", "2", "--repeats", "1"],
+        [sys.executable, "benchmarks/patching.py", "--n", "2", "--repeats", "1",
+         "--attribution-all"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
     ).stdout
     assert "engine: fast" in out
@@ -25,3 +28,23 @@ def test_patching_benchmark_runs_as_a_script_and_agrees_with_transformer_lens():
     assert tl / ours > 2.0
     for label in ("batched exact sweep", "transformer_lens.patching", "attribution patching"):
         assert re.search(rf"{re.escape(label)}\s+\d+\.\d ms", out), label
+    assert re.search(r"attribution, all heads/sublayers .* = \d+\.\d\dx one forward\+backward",
+                     out)
+    peaks = dict(re.findall(r"(ours|attr_all|tl) (\d+\.\d) MiB", out))
+    assert set(peaks) == {"ours", "attr_all", "tl"} and float(peaks["ours"]) > 0
+
+
+def test_edges_benchmark_runs_as_a_script_on_the_organism():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/edges.py", "--model", "organism", "--n", "2",
+         "--repeats", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+    ).stdout
+    assert re.search(r"model organism \(cpu, 1 thread\(s\)\), task ioi, 2 pairs x \d+ tokens, "
+                     r"479 edges", out)
+    ref = float(re.search(r"fwd\+bwd\s+(\d+\.\d) ms", out).group(1))
+    for label in ("EAP", "EAP-IG 5"):
+        ms, ratio = map(float, re.search(rf"{re.escape(label)}\s+(\d+\.\d) ms\s+\((\d+\.\d\d)x "
+                                         r"fwd\+bwd\)", out).groups())
+        assert ratio == pytest.approx(ms / ref, abs=0.02), label
+    assert float(re.search(r"peak memory (\d+) MiB", out).group(1)) > 0

@@ -53,6 +53,20 @@ def test_heatmap_layer_by_head_and_by_position():
         figures.patching_heatmap(sweep("denoising"), "q")
 
 
+def test_every_causal_figure_states_its_sign_convention():
+    den = figures.patching_heatmap(sweep("denoising"), "z", "denoising")
+    assert "1 = restores the clean metric" in den.layout.title.text
+    assert den.data[0].colorbar.title.text == "normalized effect"
+    noi = figures.patching_heatmap(sweep("noising", -1.0), "z", "noising")
+    assert "-1 = removes the whole clean - corrupted gap" in noi.layout.title.text
+    pos = figures.patching_heatmap(resid_sweep("resid_pre"))
+    assert "denoising (clean into corrupted run)" in pos.layout.title.text
+    df = pd.concat([sweep("denoising"), sweep("attribution_denoising", scale=2.0)])
+    assert "1 = restores the clean metric" in figures.attribution_scatter(df).layout.title.text
+    abl = figures.ablation_table_figure(impairment_table())
+    assert "> 0 = the set matters" in abl.layout.title.text
+
+
 def test_attribution_scatter_reports_correlation():
     df = pd.concat([sweep("denoising"), sweep("attribution_denoising", scale=2.0)])
     fig = figures.attribution_scatter(df)
@@ -98,8 +112,15 @@ def test_html_is_self_contained_and_offline():
 def test_markdown_summary():
     md = render_markdown(fake_analysis(with_paths=False))
     assert md.startswith("# Circuit report: toy / ioi")
-    assert "| name_mover | 1 | 2 | -0.5 | -0.4 | logits |" in md
-    assert "| 1 | 2 | 0.5 | -0.5 | 0.45 |" in md  # top head 1.2: den, noi, attr
+    # heads as L1H2, receivers in words, impairment sets in L1H2 notation too
+    assert "| name_mover | L1H2 | -0.5 | -0.4 | the logits (direct paths) |" in md
+    assert "| L1H2 | 0.5 | -0.5 | 0.45 |" in md  # top head 1.2: den, noi, attr
+    assert "| recall | top_recall | 2 | 0.8 | 0.1 | 0.7 | 0.0 | L0H1 L1H2 |" in md
+    # the readout comes first and is made of the numbers below it
+    assert md.index("## Readout") < md.index("## Accuracy and logit difference")
+    assert "answers 90% of the clean prompts" in md and "2.00 on the clean" in md
+    assert "restores most for L1H2 (0.50) and L1H1 (0.40)" in md and "r = 0.987" in md
+    assert "changes recall accuracy from 0.80 to 0.10 (drop +0.70; random sets of 2: +0.05" in md
     assert markdown_table(pd.DataFrame({"a|b": [1]})) == "| a\\|b |\n|---|\n| 1 |"
 
 
