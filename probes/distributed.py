@@ -171,6 +171,25 @@ def broadcast(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def sum_over_ranks(values: Sequence[float]) -> list[float]:
+    """Element-wise sums of every rank's ``values`` (totals and counts; one process: as is)."""
+    parts = all_gather(list(values))
+    return [sum(p[i] for p in parts) for i in range(len(values))]
+
+
+def shard_tokens(tokens):
+    """This rank's contiguous block of the rows of a :class:`probes.tokens.Tokens` (all of
+    them in one process)."""
+    from probes.tokens import Tokens
+
+    info = rank_info()
+    if not info.distributed:
+        return tokens
+    sl = shard_range(tokens.ids.shape[0], info).as_slice()
+    return Tokens(tokens.ids[sl], tokens.attention_mask[sl], tokens.lengths[sl],
+                  tokens.str_tokens[sl])
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in one process)."""
     if rank_info().distributed:
@@ -190,6 +209,7 @@ MERGE_FIELDS: dict[str, dict[str, str]] = {
     "HeadNormAccumulator": {"moments": "moments"},
     "LayerNormAccumulator": {"moments": "moments"},
     "SinkAccumulator": {"_sums": "sum_dict", "_counts": "sum_dict"},
+    "CosineAccumulator": {"_sum": "sum", "_count": "sum"},  # analyses.redundancy.scores
     "RunningMoments": {},  # merged as a whole (kind "moments")
 }
 

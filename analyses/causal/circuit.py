@@ -9,14 +9,20 @@ selective-impairment ablation table; and, where an SAE is shipped for a top head
 SAE features that head drives most (direct feature attribution, :mod:`saes.attribution`).
 
 Cost. The exact sweeps run one patched pass per component over the pairs. On the organism
-(4 layers) that is nothing; on SmolLM2 (30 layers x 9 heads, CPU) one z sweep
-costs about 5 s CPU per pair on the fast engine (30-40 s on the hook engine) on one thread, so :func:`default_config` runs the exact
-sweeps on the first ``n_exact`` pairs only, attribution (one forward + backward) on all ``n``
-as well, head outputs denoising only, sublayers by layer, and path patching down to the name
-movers (figures in :data:`SMOLLM2_DEFAULTS`). What was run is in
-:attr:`CircuitAnalysis.notes` and in the report's manifest.
+(4 layers) that is nothing; on SmolLM2 (30 layers x 9 heads, CPU) one z sweep costs about
+5 s CPU per pair on the fast engine (30-40 s on the hook engine) on one thread, so
+:func:`default_config` runs the exact sweeps on the first ``n_exact`` pairs only,
+attribution (one forward + backward) on all ``n`` as well, head outputs denoising only,
+sublayers by layer, and path patching down to the name movers (figures in
+:data:`SMOLLM2_DEFAULTS`). What was run is in :attr:`CircuitAnalysis.notes` and in the
+report's manifest.
 
 :mod:`analyses.reports.circuit` renders the result; nothing here writes files.
+
+Under torchrun (``attnlab report circuit --nproc N``) the exact sweeps and attribution shard
+their pairs over the ranks and merge them (:func:`_sharded`, equal to one process up to float
+rounding); accuracy, path patching, the impairment and the SAE features run whole on every
+rank (they are not sharded), so every rank returns the same analysis.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analyses.causal.attribution import attribute, correlation
+from analyses.causal.distributed import merge_ranks, shard_task
 from analyses.causal.impairment import (
     ImpairmentConfig,
     ImpairmentResult,
@@ -142,7 +149,7 @@ def analyse_circuit(loaded, config: CircuitConfig, progress: bool = True) -> Cir
     bar = tqdm(total=STEPS, desc=f"circuit report {config.task}", disable=not progress)
     ds = load_model_task(name, config.task, config.n, config.seed)
     exact_ds = first_items(ds, config.n_exact)
-    pair, epair = pair_from_task(ds), pair_from_task(exact_ds)
+    epair = pair_from_task(exact_ds)
     with torch.no_grad():
         lc, lr = model(ds.clean_tokens), model(ds.corrupted_tokens)
     acc = pd.DataFrame({"run": ["clean", "corrupted"],
@@ -151,15 +158,16 @@ def analyse_circuit(loaded, config: CircuitConfig, progress: bool = True) -> Cir
                                        logit_diff(lr, ds).mean().item()]})
     bar.update()
     methods = ("denoising", "noising") if config.noising else ("denoising",)
-    heads = {m: patch(model, epair, PatchingConfig("z", method=m)).table for m in methods}
+    heads = {m: _sharded(patch, model, exact_ds, PatchingConfig("z", method=m))
+             for m in methods}
     bar.update()
-    sweeps = list(heads.values()) + _sublayer_sweeps(model, epair, config)
+    sweeps = list(heads.values()) + _sublayer_sweeps(model, exact_ds, config)
     bar.update()
-    attr = attribute(model, epair, PatchingConfig("z")).table
+    attr = _sharded(attribute, model, exact_ds, PatchingConfig("z"))
     r = correlation(heads["denoising"], attr)
     attr_all, r_all = None, None
     if config.exact_pairs < config.n:
-        attr_all = attribute(model, pair, PatchingConfig("z")).table.assign(pairs=config.n)
+        attr_all = _sharded(attribute, model, ds, PatchingConfig("z")).assign(pairs=config.n)
         r_all = correlation(heads["denoising"], attr_all)
     bar.update()
     roles, paths = _roles(model, exact_ds, epair, config)
@@ -192,11 +200,22 @@ def _sources(model_name: str, config: CircuitConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys((config.task, *_pairing(model_name, config))))
 
 
-def _sublayer_sweeps(model, pair, config: CircuitConfig) -> list[pd.DataFrame]:
+def _sharded(sweep, model, ds, cfg: PatchingConfig) -> pd.DataFrame:
+    """The table of ``sweep`` (:func:`patch` or :func:`attribute`) over the pairs of ``ds``.
+
+    Under torchrun each rank sweeps its block of the pairs and the ranks' results are merged
+    (pair-weighted means, :mod:`analyses.causal.distributed`); in one process it is
+    ``sweep(model, pair_from_task(ds), cfg).table``.
+    """
+    part = pair_from_task(shard_task(ds))
+    return merge_ranks(sweep(model, part, cfg), part, cfg).table
+
+
+def _sublayer_sweeps(model, ds, config: CircuitConfig) -> list[pd.DataFrame]:
     if config.position_sweeps:
-        return [patch(model, pair, PatchingConfig(c, per_position=True)).table
+        return [_sharded(patch, model, ds, PatchingConfig(c, per_position=True))
                 for c in ("resid_pre", *SUBLAYERS)]
-    return [patch(model, pair, PatchingConfig(c)).table for c in SUBLAYERS]
+    return [_sharded(patch, model, ds, PatchingConfig(c)) for c in SUBLAYERS]
 
 
 def _impairment(model, name: str, ds, denoising: pd.DataFrame, sources, config: CircuitConfig):

@@ -34,7 +34,7 @@ from typing import Any
 # `attnlab --help` and the listing commands stay free of the torch import.
 
 #: the commands that split their work over processes (the others run in one)
-NPROC_COMMANDS = ("probe", "patch", "sae train")
+NPROC_COMMANDS = ("probe", "patch", "sae train", "report", "redundancy")
 
 
 def add_nproc(common: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_nproc(common: argparse.ArgumentParser) -> None:
     common.add_argument(
         "--nproc", type=int, default=1,
         help="processes to run on (torchrun on this machine; gloo on CPU, NCCL per GPU); "
-             "probe, patch and sae train. Under torchrun (multi-node) it is ignored: "
+             f"{', '.join(NPROC_COMMANDS)}. Under torchrun (multi-node) it is ignored: "
              "torchrun's own options decide",
     )
 

@@ -41,6 +41,7 @@ import torch
 from analyses.redundancy.dropping import DropSet, prune
 from analyses.redundancy.plans import DropPlan
 from data.metrics import next_token_nll
+from probes.distributed import all_gather, shard_tokens, sum_over_ranks
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches, forward, pool_embedding, tokenize
 from saes.corpus import organism_tokens
@@ -81,13 +82,28 @@ def _rows(metrics: dict[str, float]) -> pd.DataFrame:
 
 @torch.no_grad()
 def lm_loss(loaded: LoadedModel, tokens: Tokens, batch_size: int) -> float:
-    """Mean next-token cross-entropy over real targets (``data.metrics.next_token_nll``)."""
+    """Mean next-token cross-entropy over real targets (``data.metrics.next_token_nll``).
+
+    Under torchrun each rank runs its block of the prompts; the sums and counts are added."""
     total, count = 0.0, 0
-    for b in batches(tokens, batch_size):
+    for b in batches(shard_tokens(tokens), batch_size):
         nll = next_token_nll(forward(loaded, b), b.ids, b.attention_mask)
         total += float(nll.total)
         count += nll.count
+    total, count = sum_over_ranks((total, count))
     return total / count
+
+
+def task_accuracy(loaded: LoadedModel, dataset) -> float:
+    """Top-1 accuracy on a task's items (under torchrun: each rank scores its block of the
+    items and the correct counts are added)."""
+    from analyses.causal.distributed import shard_task
+    from data.tasks import accuracy
+
+    part = shard_task(dataset)
+    correct, n = sum_over_ranks((round(accuracy(scored_logits(loaded, part), part)
+                                       * len(part)), len(part)))
+    return correct / n
 
 
 @torch.no_grad()
@@ -132,11 +148,9 @@ class CausalLMEval:
 
     @torch.no_grad()
     def __call__(self, loaded: LoadedModel) -> pd.DataFrame:
-        from data.tasks import accuracy
-
         out = {"lm_loss": lm_loss(loaded, self.lm_tokens, self.config.batch_size)}
         for ds in self.datasets:
-            out[f"acc_{ds.name}"] = accuracy(scored_logits(loaded, ds), ds)
+            out[f"acc_{ds.name}"] = task_accuracy(loaded, ds)
         out["acc_mean"] = sum(out[f"acc_{ds.name}"] for ds in self.datasets) / len(self.datasets)
         return _rows(out)
 
@@ -184,10 +198,11 @@ class TextLMEval(CausalLMEval):
 
 
 def embeddings(loaded: LoadedModel, tokens: Tokens, batch_size: int) -> torch.Tensor:
-    """Pooled, normalised sentence embeddings (prompt, d_model) in fp32."""
+    """Pooled, normalised sentence embeddings (prompt, d_model) in fp32 (under torchrun each
+    rank embeds its block of the sentences and the blocks are gathered in order)."""
     out = [pool_embedding(forward(loaded, b).float(), b.attention_mask.to(loaded.cfg.device))
-           for b in batches(tokens, batch_size)]
-    return torch.cat(out).cpu()
+           for b in batches(shard_tokens(tokens), batch_size)]
+    return torch.cat(all_gather(torch.cat(out).cpu()))
 
 
 def nearest_neighbours(emb: torch.Tensor) -> torch.Tensor:

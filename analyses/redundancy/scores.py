@@ -30,7 +30,8 @@ accumulator port applies ``x * w + b`` to recover the component output (a pure f
 Scores are streamed: one :class:`CosineAccumulator` per component receives X and Y from two hooks
 (its ``input`` / ``output`` ports follow the probes' ``update(tensor, mask)`` protocol), keeps
 a float64 running sum of per-token fp32 cosines over non-padding tokens, and nothing else --
-memory does not grow with the calibration set.
+memory does not grow with the calibration set. Under torchrun each rank streams its block of
+the prompts and the sums and counts are added over ranks (exact up to float rounding).
 
     >>> scores = similarity_scores(load_model("minilm"), tokenize(lm, sentences))
     >>> scores.columns  # layer, component, score, mean_cos, n_tokens
@@ -46,6 +47,7 @@ import pandas as pd
 import torch
 
 from probes.capture import capture
+from probes.distributed import merge_accumulators, shard_tokens
 from probes.models import is_encoder
 from probes.tokens import Tokens, batches
 
@@ -237,7 +239,9 @@ def similarity_scores(
             raise ValueError(f"cannot score dropped components {gone}")
     ios = [component_io(loaded.model, m, drops, config.definition) for m in components]
     accs = [CosineAccumulator(m, io) for m, io in zip(components, ios, strict=True)]
-    stream_scores(loaded, tokens, accs, ios, config.batch_size)
+    # under torchrun: this rank's prompts, then the sums and counts of every rank's
+    stream_scores(loaded, shard_tokens(tokens), accs, ios, config.batch_size)
+    merge_accumulators(accs)
     out = pd.concat([a.result() for a in accs], ignore_index=True)
     return out.sort_values(["layer", "component"], ignore_index=True)
 

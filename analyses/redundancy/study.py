@@ -10,6 +10,14 @@ corpus rows, or the built-in standalone sentences for an encoder and for a real-
     result = run_redundancy(load_model("minilm"), RedundancyConfig(strategies=("attn",),
                                                                    max_drop=3))
     result = run_redundancy(load_model("smollm2"), default_config("smollm2"))
+
+Under torchrun (``attnlab redundancy --nproc N``) the similarity scores, LM losses, task
+accuracies and encoder embeddings shard their prompts over the ranks and add the ranks' sums
+and counts (gather the embeddings), so every rank gets the one-process scores, plans and drop
+curves (up to float rounding). The speedup is timed on rank 0 alone (the others go on to the
+next evaluation and wait there), so its wall times are one process's on a machine where the
+other ranks may be busy; its ``speedup`` table is empty on the other ranks. Head importance
+is not sharded (every rank computes it whole).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from analyses.redundancy.plans import (
     random_plan,
 )
 from analyses.redundancy.scores import HeComparison, ScoreConfig, he_comparison, similarity_scores
+from probes.distributed import rank_info
 from probes.models import LoadedModel
 from probes.tokens import Tokens, tokenize
 from saes.corpus import organism_tokens
@@ -212,15 +221,17 @@ def run_redundancy(loaded: LoadedModel, config: RedundancyConfig) -> RedundancyR
             logger.info("plan %s/%s: %s", strategy, plan.mode, plan.steps)
             plans.append(plan)
             curves.append(drop_curve(loaded, plan, evaluate, points=points))
-            speeds.append(speed_table(loaded, plan, timing, config.eval.timing_repeats,
-                                      config.eval.batch_size, points=timed))
+            if rank_info().is_main:  # timing: rank 0 alone (see the module docstring)
+                speeds.append(speed_table(loaded, plan, timing, config.eval.timing_repeats,
+                                          config.eval.batch_size, points=timed))
         for seed in config.eval.random_seeds:
             rnd = random_plan(loaded.cfg, strategy, n, seed)
             curves.append(drop_curve(loaded, rnd, evaluate, seed=seed, points=points)
                           .assign(mode="random"))
     heads, corr = _heads(loaded, config) if config.heads else (None, None)
     return RedundancyResult(scores, pd.concat(curves, ignore_index=True),
-                            pd.concat(speeds, ignore_index=True), heads, corr,
+                            pd.concat(speeds, ignore_index=True) if speeds else
+                            pd.DataFrame(), heads, corr,
                             he_comparison(unit), plans,
                             describe(loaded, config, calib, evaluate.evaluate, timing))
 

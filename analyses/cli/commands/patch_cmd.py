@@ -250,10 +250,14 @@ def _sweep(args, loaded, pair) -> Sweep:
                  exact.clean_metric, exact.corrupted_metric)
 
 
-def sweep_header(args, pair, sweep: Sweep) -> str:
-    """The lines printed above the effects: pairs, metric, baselines, engine, sign."""
-    what = (f"{pair.batch} sentence pair(s)" if args.clean else
-            f"{pair.batch} prompt pairs of task {args.task} (seed {args.seed})")
+def sweep_header(args, pair, sweep: Sweep, n_pairs: int | None = None) -> str:
+    """The lines printed above the effects: pairs, metric, baselines, engine, sign.
+
+    ``n_pairs``: the pairs of the whole sweep (every rank's under --nproc; default
+    ``pair.batch``, this process's)."""
+    n_pairs = pair.batch if n_pairs is None else n_pairs
+    what = (f"{n_pairs} sentence pair(s)" if args.clean else
+            f"{n_pairs} prompt pairs of task {args.task} (seed {args.seed})")
     gap = sweep.clean_metric - sweep.corrupted_metric
     baseline = "corrupted" if args.method in ("denoising", "attribution") else "clean"
     return (f"{what}; metric {pair.metric_name} (mean over pairs): clean "
@@ -287,13 +291,14 @@ def run(args) -> int:
         run_.write_table("patching", table)
         from probes.distributed import all_gather  # every rank's pairs under --nproc
 
-        run_.update_manifest(engine=sweep.engine, n_pairs=sum(all_gather(pair.batch)),
+        n_pairs = sum(all_gather(pair.batch))
+        run_.update_manifest(engine=sweep.engine, n_pairs=n_pairs,
                              clean_metric=sweep.clean_metric,
                              corrupted_metric=sweep.corrupted_metric, **({"note": note}
                                                                         if note else {}))
     from analyses.figures.labels import with_head_column
 
-    print(sweep_header(args, pair, sweep))
+    print(sweep_header(args, pair, sweep, n_pairs))
     top = table.reindex(table.normalized_effect.abs().sort_values(ascending=False).index)
     cols = ["component", "layer", "head", "position", "method", "effect", "normalized_effect"]
     print(with_head_column(top[cols].head(args.top).round(4)).to_string(index=False))

@@ -9,6 +9,7 @@ comparison in the manifest, and `redundancy.html` (the report's figures).
     attnlab redundancy --model organism --strategy joint --max-drop 6 --iterative --heads
     attnlab redundancy --model minilm --strategy all
     attnlab redundancy --model smollm2     # attn mlp joint, 8 drops: minutes on a CPU
+    attnlab redundancy --model organism --nproc 2   # prompts sharded over 2 processes
 """
 
 from __future__ import annotations
@@ -148,10 +149,15 @@ def run(args) -> int:
            "device": str(loaded.cfg.device), "torch_threads": torch.get_num_threads()}
     print(f"redundancy on {args.model}: " + ", ".join(f"{k} {v}" for k, v in cfg.items()))
     print(plan_line(args, loaded.cfg))
-    with store.start_run(command="redundancy", model=args.model, config=cfg) as rec:
+    from analyses.cli.launch import start_run  # --nproc: rank 0 owns the run
+    from probes.distributed import rank_info
+
+    with start_run(store, command="redundancy", model=args.model, config=cfg) as rec:
         with phase(f"redundancy study ({', '.join(config.strategies)}; scores, drop curves, "
                    "speedup)"):
             result = run_redundancy(loaded, config)
+        if not rank_info().is_main:  # rank 0 writes the tables and redundancy.html
+            return 0
         write_run(rec, result, figures=not args.no_figures)
     from analyses.reports.redundancy import last_point_table
 

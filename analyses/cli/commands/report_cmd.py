@@ -14,6 +14,9 @@ the cost: 32 pairs for accuracy, attribution and ablations, exact sweeps and pat
 the first 8 (--n-exact), head outputs denoising only, sublayers by layer, path patching down
 to the name movers, 3 random head sets, and selective impairment contrasting recall with ioi
 (smollm2 does not do reasoning). The report and its manifest say what ran.
+
+``--nproc N`` shards the pairs of the exact sweeps and attribution over N processes (equal to
+one process up to float rounding); rank 0 writes the run and the report.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def check_report(args) -> None:
 
 
 def run(args) -> int:
-    from analyses.causal.circuit import default_config
+    from analyses.causal.circuit import analyse_circuit, default_config
     from analyses.figures.labels import with_head_column
     from analyses.reports.circuit import CAVEAT, caveats_of, write_circuit_report
     from analyses.reports.readout import circuit_readout
@@ -82,6 +85,11 @@ def run(args) -> int:
     with phase(f"loading {args.model}"):
         loaded = load_model(args.model, device=args.device)
     check_head_count("--top-k", args.top_k, loaded.cfg)
+    from probes.distributed import rank_info  # --nproc: rank 0 writes the run and the report
+
+    if not rank_info().is_main:  # the same analysis (its sweeps sharded), nothing written
+        analyse_circuit(loaded, config, progress=False)
+        return 0
     run_, analysis = write_circuit_report(loaded, config, RunStore(args.runs_dir), out=args.out,
                                           progress=interactive())
     print("readout:")

@@ -65,6 +65,7 @@ def test_patch_with_nproc_2_writes_one_run_equal_to_one_process(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("rows in table 'patching'") == 1  # rank 1 prints nothing
+    assert "7 prompt pairs of task ioi" in done.stdout  # every rank's pairs, not rank 0's 3
     assert main([*argv, "--runs-dir", str(tmp_path / "one")]) == 0
     tables = []
     for name in ("two", "one"):
