@@ -27,6 +27,7 @@ page = st.navigation([
     st.Page(PAGES / "sae_features.py", title="SAE features", icon=":material/scatter_plot:"),
     st.Page(PAGES / "redundancy.py", title="Redundancy", icon=":material/content_cut:"),
     st.Page(PAGES / "circuits.py", title="Circuits", icon=":material/hub:"),
+    st.Page(PAGES / "heads.py", title="Heads", icon=":material/view_module:"),
 ])
 st.sidebar.caption(f"Run store: `{readers.store().root}`")
 try:

@@ -7,6 +7,7 @@ command that writes it.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import streamlit as st
@@ -68,9 +69,39 @@ DEMO_COMMAND = "attnlab demo"
 DEMO_TABLES = frozenset(PRODUCERS) - {"organism_dynamics"}
 
 
+#: Commands that differ for SmolLM2 beyond the model name: it has no shipped SAE (train one
+#: first, then describe it), 30 layers (layer 15 is mid-depth) and its own redundancy
+#: defaults (strategies attn mlp joint, 8 drops), which the organism's flags would override.
+SMOLLM2_SAE = ("attnlab sae train --model smollm2 --layer 15 --arch topk --d-sae 2304 --k 64\n"
+               "attnlab sae features --model smollm2 --layer 15 --sae <that run>/sae")
+_SMOLLM2 = {
+    **dict.fromkeys(["sae_feature_examples", "sae_feature_hist", "sae_feature_heads",
+                     "sae_logit_effects", "sae_head_summary", "sae_head_features"],
+                    SMOLLM2_SAE),
+    "sae_eval": "attnlab sae eval --model smollm2 --layer 15 --sae <run>/sae",
+    **dict.fromkeys(["redundancy", "drop_curve", "speedup", "head_importance",
+                     "head_importance_corr"], "attnlab redundancy --model smollm2 --heads"),
+}
+_MODEL_FLAG = re.compile(r"--model \S+")
+
+
 def producer(table: str) -> Producer:
     """The producer of ``table``; unknown tables point at ``attnlab demo``."""
     return PRODUCERS.get(table, Producer(DEMO_COMMAND, f"table {table!r}"))
+
+
+def command_for(table: str, model: str | None) -> str:
+    """The exact command that writes ``table`` for ``model`` (the default one without a model).
+
+    A page showing a run of one model names that model's command, never another model's.
+    Tables only the organism has (its training dynamics) keep their command.
+    """
+    cmd = producer(table).command
+    if not model or "--model" not in cmd:
+        return cmd
+    if model == "smollm2" and table in _SMOLLM2:
+        return _SMOLLM2[table]
+    return _MODEL_FLAG.sub(f"--model {model}", cmd)
 
 
 def show_missing(table: str, detail: str | None = None) -> None:
@@ -87,8 +118,10 @@ def show_missing(table: str, detail: str | None = None) -> None:
                    "minute on a laptop CPU); the command above runs this analysis in full.")
 
 
-def show_store_error(exc: StoreError, table: str | None = None) -> None:
-    """Explain a store error (corrupt manifest/table, missing table) with the fixing command."""
+def show_store_error(exc: StoreError, table: str | None = None,
+                     model: str | None = None) -> None:
+    """Explain a store error (corrupt manifest/table, missing table) with the fixing command
+    (``model``'s own command when the run's model is known)."""
     if isinstance(exc, TableNotFound):
         head = "The run lists this table but its file is missing."
     elif isinstance(exc, CorruptFile):
@@ -98,7 +131,7 @@ def show_store_error(exc: StoreError, table: str | None = None) -> None:
     st.warning(f"{head}\n\n{exc}")
     if table is not None:
         st.caption("Re-create the table with:")
-        st.code(producer(table).command, language="bash")
+        st.code(command_for(table, model), language="bash")
 
 
 def show_empty_store(root: str) -> None:

@@ -87,3 +87,44 @@ def default_prompt(model_name: str) -> str:
         except Exception:  # noqa: BLE001 - a default prompt must never break the page
             pass
     return "When Mary and John went to the store, John gave a drink to Mary."
+
+
+class FeatureOnPrompt(NamedTuple):
+    """One SAE feature on one prompt: its activation per token and, at the token where it is
+    strongest, its exact DFA split by head and source position (Kissane et al. 2024)."""
+
+    str_tokens: list[str]
+    acts: np.ndarray  # (pos,) the feature's activation (saes.encode)
+    query_pos: int  # the position the DFA explains (argmax of the pre-activation)
+    by_source: np.ndarray  # (head, key_pos) DFA terms at query_pos
+    offset: np.ndarray  # (head,) the -b_dec term of each head
+    bias: float  # the b_enc term
+    impl: str
+
+
+@st.cache_data(show_spinner="Attributing the feature on the prompt ...", max_entries=32)
+def feature_on_prompt(model_name: str, sae_path: str, layer: int, prompt: str,
+                      feature: int) -> FeatureOnPrompt:
+    """``feature``'s activation at every token of ``prompt`` and its DFA by head and source
+    position (``saes.attribution.dfa_for_tokens``) at its strongest token."""
+    from probes.tokens import tokenize
+    from saes.activations import check_sae_fits, collect_hook_z
+    from saes.attribution import dfa_for_tokens
+    from saes.encode import encode
+
+    loaded = readers.model(model_name)
+    sae = readers.sae(sae_path)
+    check_sae_fits(sae, loaded.model, layer)
+    if not 0 <= int(feature) < int(sae.cfg.d_sae):
+        raise ValueError(f"feature {feature} is not in this SAE (d_sae {sae.cfg.d_sae})")
+    tokens = tokenize(loaded, prompt, max_len=MAX_LIVE_TOKENS)
+    z = collect_hook_z(loaded, tokens, layer).z.to(sae.W_enc.device)  # (pos, head, d_head)
+    result = encode(sae, z)
+    acts = result.acts.float()[:, int(feature)].cpu().numpy()  # (pos,)
+    dfa = dfa_for_tokens(loaded, sae, layer, tokens, [int(feature)], by_source=True)
+    pre = dfa.by_head.pre[0, :, 0].float().cpu().numpy()  # (pos,)
+    q = int(np.argmax(acts)) if acts.max() > 0 else int(np.argmax(pre))
+    src = dfa.by_source.per_source[0, q, :, :, 0].float().cpu().numpy()  # (key_pos, head)
+    return FeatureOnPrompt(tokens.str_tokens[0], acts, q, src.T.copy(),
+                           dfa.by_source.offset[:, 0].float().cpu().numpy(),
+                           float(dfa.by_source.bias[0]), result.impl)

@@ -62,10 +62,16 @@ def list_runs() -> pd.DataFrame:
 
 def runs_with_table(table: str) -> pd.DataFrame:
     """Completed runs whose manifest lists ``table``, newest first."""
+    return runs_with_any_table([table])
+
+
+def runs_with_any_table(tables) -> pd.DataFrame:
+    """Completed runs whose manifest lists at least one of ``tables``, newest first."""
     runs = list_runs()
     if runs.empty:
         return runs
-    has = runs["tables"].fillna("").map(lambda t: table in str(t).split(","))
+    wanted = set(tables)
+    has = runs["tables"].fillna("").map(lambda t: bool(wanted & set(str(t).split(","))))
     return runs[(runs["status"] == "complete") & has].reset_index(drop=True)
 
 

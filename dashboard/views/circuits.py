@@ -8,6 +8,8 @@ import streamlit.components.v1 as components
 
 from analyses.figures import causal as figures
 from dashboard import howto, readers, state
+from dashboard.charts import show
+from dashboard.links import feature_link_column, with_feature_links
 from data.store import StoreError
 
 st.title("Circuits")
@@ -15,9 +17,11 @@ st.caption("Activation patching (denoising: clean activation into the corrupted 
            "the reverse), attribution patching (first-order estimate), path patching and "
            "ablations, on the task's logit difference (0 = corrupted, 1 = clean).")
 
+TABLES = ["patching", "impairment", "circuit_roles", "circuit_sae_features"]
+run = state.page_run(TABLES, key="circuits_run")
+
 st.header("Patching")
-patching = state.load("patching", key="circuits_patching_run")
-run_id = patching.run_id if patching is not None else None
+patching = state.section(run, "patching") if run is not None else None
 if patching is not None:
     df = patching.df
     tasks = sorted(df["task"].unique())
@@ -30,55 +34,58 @@ if patching is not None:
     methods = sorted(d[d["component"] == comp]["method"].unique())
     method = c3.selectbox("Method", methods, key="circuit_method",
                           index=methods.index("denoising") if "denoising" in methods else 0)
-    st.plotly_chart(figures.patching_heatmap(d, comp, method), key="patching_heatmap")
+    show(figures.patching_heatmap(d, comp, method), key="patching_heatmap")
     for direction in ("denoising", "noising"):
         mine = d[d["component"] == comp]["method"]
         if (mine == direction).any() and (mine == f"attribution_{direction}").any():
-            st.plotly_chart(figures.attribution_scatter(d, comp, direction),
-                            key=f"attribution_{direction}")
+            show(figures.attribution_scatter(d, comp, direction), key=f"attribution_{direction}")
     top = (d[(d["component"] == comp) & (d["method"] == method)]
            .sort_values("normalized_effect", key=abs, ascending=False).head(10))
     with st.expander("top components"):
         st.dataframe(top, hide_index=True, width="stretch")
 
 st.header("Head roles (path patching)")
-if run_id is not None:
-    roles = state.read_optional(run_id, "circuit_roles", allow_empty=True)
+if run is not None:
+    roles = state.section(run, "circuit_roles", allow_empty=True)
     if roles is not None and not roles.df.empty:
         st.dataframe(roles.df, hide_index=True, width="stretch")
-    feats = state.read_optional(run_id, "circuit_sae_features", allow_empty=True)
+    feats = state.section(run, "circuit_sae_features", allow_empty=True)
     if feats is not None and not feats.df.empty:
         st.subheader("SAE features of the top heads")
-        st.dataframe(feats.df, hide_index=True, width="stretch")
+        st.dataframe(with_feature_links(feats.df), hide_index=True, width="stretch",
+                     column_config={"feature": feature_link_column()})
 
 st.header("Ablations: selective impairment")
-impairment = state.load("impairment", key="circuits_impairment_run", prefer=run_id)
+impairment = state.section(run, "impairment") if run is not None else None
 if impairment is not None:
-    st.plotly_chart(figures.ablation_table_figure(impairment.df), key="ablation")
+    show(figures.ablation_table_figure(impairment.df), key="ablation")
     st.dataframe(impairment.df, hide_index=True, width="stretch")
 
-st.header("Reports")
-reports = readers.runs_with_table("patching")
-found = False
-for rid in reports["run_id"]:
+st.header("Edge circuit (EAP / EAP-IG)")
+from dashboard.views.circuit_graph import render as render_edge_circuit  # noqa: E402
+
+render_edge_circuit(prefer=run.run_id if run is not None else None)
+
+st.header("Report")
+files = {}
+if run is not None:
     try:
-        files = {p.name: p for p in readers.artefacts(rid)}
-    except StoreError:
-        continue
-    if "report.html" not in files:
-        continue
-    found = True
-    with st.expander(f"report of run {rid}", expanded=rid == run_id):
-        c1, c2 = st.columns(2)
-        c1.download_button("report.html (self-contained, offline)",
-                           data=files["report.html"].read_bytes(), file_name="report.html",
-                           key=f"html_{rid}")
-        c2.caption(f"`{files['report.html']}`")
-        if "report.md" in files:
+        files = {p.name: p for p in readers.artefacts(run.run_id)}
+    except StoreError as exc:
+        howto.show_store_error(exc)
+if "report.html" in files:
+    c1, c2 = st.columns(2)
+    c1.download_button("report.html (self-contained, offline)",
+                       data=files["report.html"].read_bytes(), file_name="report.html",
+                       key=f"html_{run.run_id}")
+    c2.caption(f"`{files['report.html']}`")
+    if "report.md" in files:
+        with st.expander("report.md", expanded=True):
             st.markdown(files["report.md"].read_text(encoding="utf-8"))
-        if st.toggle("show the HTML report here", key=f"show_{rid}"):
-            components.html(files["report.html"].read_text(encoding="utf-8"), height=900,
-                            scrolling=True)
-if not found:
-    st.info("No circuit report in the store yet. Write one (HTML + Markdown) with:")
-    st.code(howto.CIRCUIT_REPORT, language="bash")
+    if st.toggle("show the HTML report here", key=f"show_{run.run_id}"):
+        components.html(files["report.html"].read_text(encoding="utf-8"), height=900,
+                        scrolling=True)
+elif run is not None:
+    st.info(f"Run `{run.run_id}` ({run.model}) has no circuit report. Write one (HTML + "
+            "Markdown) with:")
+    st.code(howto.command_for("patching", run.model), language="bash")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from analyses.figures import probes as pf
-from dashboard import howto, readers, state
+from dashboard import readers, state
+from dashboard.charts import show
+from dashboard.views.interventions import show_interventions
 from data.store import StoreError
 from probes.massive import MassiveConfig
 
@@ -33,10 +35,12 @@ st.caption("Residual-stream scalars whose |value| passes both thresholds of the 
            f"2024: {thresholds_text(SUN.abs_threshold, SUN.ratio_threshold)}); BERT-style "
            "models are read before the LayerNorm.")
 
+run = state.page_run(["massive_summary", "massive", "organism_dynamics"], key="massive_run")
+
 st.header("Per-layer magnitudes")
-summary = state.load("massive_summary", key="massive_summary_run")
+summary = state.section(run, "massive_summary")
 if summary is not None:
-    st.plotly_chart(pf.massive_summary_figure(summary.df), key="massive_summary")
+    show(pf.massive_summary_figure(summary.df), key="massive_summary")
     ratio = summary.df[summary.df["stat"] == "ratio"]
     if not ratio.empty:
         top = ratio.loc[ratio["value"].idxmax()]
@@ -44,11 +48,9 @@ if summary is not None:
                   help=f"layer {int(top['layer'])}")
 
 st.header("Massive values")
-massive = None
-massive_run = state.choose_run("massive", key="massive_run")
-if massive_run is not None:
-    massive = state.read(massive_run, "massive", allow_empty=True)
-    recorded = run_thresholds(massive_run)
+massive = state.section(run, "massive", allow_empty=True)
+if massive is not None:
+    recorded = run_thresholds(massive.run_id)
     used = recorded or (SUN.abs_threshold, SUN.ratio_threshold)
     st.caption(f"Thresholds of this run: {thresholds_text(*used)}." if recorded else
                "This run's manifest does not record its thresholds; the probe's defaults "
@@ -60,7 +62,7 @@ if massive is not None and massive.df.empty:
     st.code(f"attnlab probe --model {massive.model or 'minilm'} --massive-ratio "
             f"{used[1] / 5:g}", language="bash")
 elif massive is not None:
-    st.plotly_chart(pf.massive_dims_figure(massive.df), key="massive_dims")
+    show(pf.massive_dims_figure(massive.df), key="massive_dims")
     st.subheader("Which dims and tokens carry them")
     st.dataframe(pf.massive_top_table(massive.df), hide_index=True, width="stretch")
     with st.expander(f"all {len(massive.df)} massive values"):
@@ -72,13 +74,17 @@ st.header("Emergence over training (organism)")
 st.caption("r(t) = max|h| / median|h| of each layer's residual output at each training "
            "checkpoint, with the fitted f(t) = A·exp(-λx)·log(x) + K, x = γt + t0 "
            "('Hidden Dynamics of Massive Activations', Eq. 9).")
-sources = {f"run {r}": r for r in readers.runs_with_table("organism_dynamics")["run_id"]}
-shipped = readers.organism_dynamics()
-if shipped is not None:
-    sources["shipped organism checkpoints (data/organism)"] = None
-if not sources:
-    howto.show_missing("organism_dynamics")
-else:
+sources = {}
+if run is not None and run.model == "organism":  # a page never mixes models
+    if "organism_dynamics" in run.tables:
+        sources[f"run {run.run_id}"] = run.run_id
+    shipped = readers.organism_dynamics()
+    if shipped is not None:
+        sources["shipped organism checkpoints (data/organism)"] = None
+if run is not None and not sources:
+    st.caption(f"Training checkpoints exist only for the organism, which attnlab trains; run "
+               f"`{run.run_id}` is a {run.model} run. Pick an organism run above to see them.")
+elif sources:
     source = st.selectbox("Dynamics", list(sources), key="emergence_source")
     dyn = (shipped if sources[source] is None
            else getattr(state.read(sources[source], "organism_dynamics"), "df", None))
@@ -94,9 +100,10 @@ else:
                 fit = readers.emergence_fit(dyn)
             except ValueError as exc:
                 st.warning(f"The emergence curve cannot be fitted to these checkpoints: {exc}")
-        st.plotly_chart(pf.emergence_figure(observed, None if fit is None else fit.curve),
-                        key="emergence")
+        show(pf.emergence_figure(observed, None if fit is None else fit.curve), key="emergence")
         if fit is not None:
             st.dataframe(fit.params, hide_index=True, width="stretch")
             st.caption(f"mean R² over layers: {fit.params['r2'].mean():.3f} (the paper reports "
                        "0.984 over Pythia layers); peak_step = argmax of the fitted curve.")
+
+show_interventions()  # the causal tests: massive ablation and sinks

@@ -36,7 +36,7 @@ st.dataframe(runs[cols], hide_index=True, width="stretch")
 ids = list(runs["run_id"])
 current = state.selected_run()
 run_id = st.selectbox("Inspect run", ids, index=ids.index(current) if current in ids else 0,
-                      key="runs_pick")
+                      key="runs_pick", on_change=state.mark_picked)
 state.select_run(run_id)
 row = runs.set_index("run_id").loc[run_id]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -36,13 +37,17 @@ def _page(root, page, monkeypatch) -> AppTest:
     return at.switch_page(page).run()
 
 
-def _heatmap_z(chart) -> np.ndarray:
-    """The z grid of a chart's first trace (plotly >= 6 sends arrays base64-typed)."""
-    z = json.loads(chart.proto.spec)["data"][0]["z"]
+def _array(z) -> np.ndarray:
+    """A figure array (plotly >= 6 sends arrays base64-typed)."""
     if isinstance(z, dict):
         shape = tuple(int(n) for n in z["shape"].split(","))
         return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
     return np.asarray(z, dtype=float)
+
+
+def _heatmap_z(chart) -> np.ndarray:
+    """The z grid of a chart's first trace."""
+    return _array(json.loads(chart.proto.spec)["data"][0]["z"])
 
 
 def _hf_pattern(hf, tok, layer: int, head: int) -> torch.Tensor:
@@ -67,21 +72,34 @@ def test_attention_viewer_matches_hf_attentions(store_root, monkeypatch, minilm_
     at.number_input(key="attn_head").set_value(5).run()
     assert not at.exception and not at.error
     charts = at.get("plotly_chart")
-    assert len(charts) == n_before + 1
+    assert len(charts) == n_before + 2  # every head of the layer, then the chosen head enlarged
     z = _heatmap_z(charts[-1]).astype(float)
     ref = _hf_pattern(*minilm_hf, layer=3, head=5)
     assert z.shape == tuple(ref.shape)
     np.testing.assert_allclose(z, ref.numpy(), atol=1e-5)
+    grid = json.loads(charts[-2].proto.spec)
+    assert [t["text"] for t in grid["layout"]["annotations"]] == [f"L3H{h}" for h in range(12)]
+    panel = grid["data"][5]  # L3H5's panel holds the same pattern, with token hover
+    np.testing.assert_allclose(_array(panel["z"]), ref.numpy(), atol=1e-5)
+    tokens = minilm_hf[1].convert_ids_to_tokens(minilm_hf[1](PROMPT)["input_ids"])
+    assert list(panel["x"]) == [f"{i}:{t}" for i, t in enumerate(tokens)]
+    assert panel["text"][2][1] == f"query 2 {tokens[2]!r}<br>key 1 {tokens[1]!r}"
 
 
 def test_sae_page_encodes_prompt_like_sae_lens(store_root, monkeypatch, minilm):
     at = _page(store_root, "views/sae_features.py", monkeypatch)
     # shipped SAEs are listed too: take the fixture's (options are SAE folders)
-    at.selectbox(key="sae_pick").select(str(store_root / PROBE_RUN / "sae" / "layer0")).run()
+    pick = at.selectbox(key="sae_pick")
+    mine = [i for i, label in enumerate(pick.options) if f"run {PROBE_RUN} · sae/layer0" in label]
+    assert len(mine) == 1, pick.options
+    pick.set_value(mine[0]).run()
     at.text_input[0].set_value(PROMPT)
     at.button[0].click().run()
     assert not at.exception and not at.error
     feats = at.dataframe[0].value
+    # feature ids are links to the feature (?feature=N)
+    assert feats["feature"].str.match(r"^/sae_features\?feature=\d+$").all()
+    feats["feature"] = feats["feature"].str.rsplit("=", n=1).str[-1].astype(int)
     from saes.io import load_sae
 
     sae = load_sae(store_root / PROBE_RUN / "sae" / "layer0")
@@ -94,3 +112,18 @@ def test_sae_page_encodes_prompt_like_sae_lens(store_root, monkeypatch, minilm):
         assert row["feature"] == int(ref[pos].argmax())
         assert row["activation"] == pytest.approx(float(ref[pos].max()), rel=1e-4, abs=1e-5)
     assert len(top) == int((ref.max(-1).values > 0).sum())
+    # the feature on the prompt: per-token activations and an exact DFA split (no tables here)
+    feature = int(top["feature"].iloc[0])
+    at.number_input(key="sae_feature_id").set_value(feature).run()
+    assert not at.exception and not at.error
+    q = int(ref[:, feature].argmax())  # active there, so SAE-Lens' value is the pre-activation
+    chart = next(c for c in at.get("plotly_chart") if "source position" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    cells = _array(spec["data"][0]["z"]).astype(float)  # (head, key_pos)
+    assert f"at query {q} " in spec["layout"]["title"]["text"]
+    caption = next(c.value for c in at.caption if "Exact split" in c.value)
+    offset, bias = (float(v) for v in re.findall(r"\(([-\d.e]+)\)", caption)[:2])
+    tol = 5e-3 * (abs(offset) + abs(bias)) + 1e-4  # the caption rounds both to 3 digits
+    assert cells.sum() + offset + bias == pytest.approx(float(ref[q, feature]), abs=tol)
+    shown = [h.proto.body for h in at.get("html") if "attnlab-prompt" in h.proto.body][0]
+    assert shown.count("rgba(245,133,24") == int((ref[:, feature] > 0).sum())

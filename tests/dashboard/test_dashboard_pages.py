@@ -124,7 +124,7 @@ def _array(value) -> np.ndarray:
 def test_attention_page_shows_the_sinks_of_the_chosen_run(store_root, monkeypatch):
     at = open_page(store_root, "views/attention.py", monkeypatch)
     assert_clean(at)
-    assert at.selectbox(key="attn_sinks_run").value == PROBE_RUN
+    assert at.selectbox(key="attn_run").value == PROBE_RUN
     figs = [json.loads(c.proto.spec) for c in plotly_charts(at)]
     heat = next(f for f in figs if f["layout"]["title"]["text"].startswith("Attention sinks"))
     scores = sinks_table().query("stat == 'sink_score'").pivot(index="layer", columns="head",
@@ -143,11 +143,16 @@ def test_massive_page_shows_summary_table_and_emergence(store_root, monkeypatch)
     at = open_page(store_root, "views/massive.py", monkeypatch)
     assert_clean(at)
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in plotly_charts(at)]
+    assert at.selectbox(key="massive_run").value == PROBE_RUN  # newest run with the summary
     assert titles == ["Residual-stream magnitudes per layer",
-                      "Massive activations: layer x residual dimension",
-                      "Emergence of massive activations over training"]
+                      "Massive activations: layer x residual dimension"]
     top = at.dataframe[0].value
     assert list(top["dim"].unique()) == [99]
+    # training dynamics are the organism's: not shown beside a MiniLM run (no model mixing)
+    assert "Training checkpoints exist only for the organism" in markdown_text(at)
+    at.selectbox(key="massive_run").select(DYNAMICS_RUN).run()
+    assert_clean(at)
+    assert chart_titles(at) == ["Emergence of massive activations over training"]
     assert at.selectbox(key="emergence_source").value == f"run {DYNAMICS_RUN}"
     n_tables = len(at.dataframe)  # top table + all values; no fit on page load
     at.button(key="emergence_fit_button").click().run()
@@ -189,14 +194,36 @@ def test_sae_page_feature_views(store_root, monkeypatch):
     assert pick.value == max(SAE_FEATURES)  # strongest feature first
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in plotly_charts(at)]
     assert titles == ["Feature 42: activation histogram (non-zero)",
-                      "Feature 42: direct feature attribution by head",
-                      "Feature 42: direct logit effects", "Heads: n_families"]
+                      "Feature 42: direct logit effects",
+                      "Feature 42: direct feature attribution by head", "Heads: n_families"]
+    assert at.query_params["feature"] == "42"  # the address names the feature shown
     pick.select(min(SAE_FEATURES)).run()
     assert_clean(at)
-    examples = at.dataframe[0].value
-    assert list(examples["token"]) == ["tok0", "tok1", "tok2"]
-    assert examples["activation"].iloc[0] == 2.0  # feature 7's top activation in the fixture
+    examples = example_rows(at)
+    # full contexts, rank order, the marked token coloured by activation / top (2, 1, 0 of 2)
+    assert [tok for tok, _ in examples] == ["tok0", "tok1", "tok2"]
+    assert [alpha for _, alpha in examples] == [1.0, 0.5, 0.15]  # 0.15: the floor
     assert "Feature 7" in plotly_charts(at)[0].proto.spec
+    assert "(p)** promoted" in markdown_text(at)  # the logit plot's key
+
+
+def example_rows(at: AppTest) -> list[tuple[str, float]]:
+    """(coloured token, background alpha) of every example in the page's examples HTML."""
+    import re
+
+    blocks = [h.proto.body for h in at.get("html") if "attnlab-examples" in h.proto.body]
+    assert len(blocks) == 1
+    return [(tok, float(alpha)) for alpha, tok in
+            re.findall(r"rgba\(245,133,24,([\d.]+)\)[^>]*>([^<]*)</span>", blocks[0])]
+
+
+def test_sae_page_opens_the_feature_in_the_address(store_root, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_RUNS", str(store_root))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["feature"] = str(min(SAE_FEATURES))
+    at.run().switch_page("views/sae_features.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="sae_feature_pick").value == min(SAE_FEATURES)
 
 
 def chart_titles(at: AppTest) -> list[str]:
@@ -220,12 +247,13 @@ def test_circuits_page(store_root, monkeypatch):
     at = open_page(store_root, "views/circuits.py", monkeypatch)
     assert_clean(at)
     titles = chart_titles(at)
-    assert titles[0] == "z patching (denoising)"
+    assert titles[0].startswith("z patching (denoising)")
     assert titles[1].startswith("attribution vs exact (z, denoising): r = ")
-    assert titles[2] == "accuracy drop when a head set is ablated"
-    assert at.selectbox(key="circuits_impairment_run").value == CIRCUIT_RUN
+    assert titles[2].startswith("accuracy drop when a head set is ablated")
+    assert at.selectbox(key="circuits_run").value == CIRCUIT_RUN
     roles = at.dataframe[1].value
     assert list(roles["role"]) == ["name_mover"]
+    assert list(at.dataframe[2].value["feature"]) == ["/sae_features?feature=42"]  # a link
     assert "report.html (self-contained, offline)" in [
         b.proto.label for b in at.get("download_button")]
     assert any("name mover: L1H3" in m.value for m in at.markdown)
@@ -272,4 +300,30 @@ def test_rewritten_table_and_new_run_show_up_without_restart(tmp_path, monkeypat
     with store.start_run(command="probe", model="minilm", run_id="zz-new-run") as run:
         run.write_table("entropy", df)
     at.run()
-    assert any("zz-new-run" in o for o in at.selectbox(key="attn_entropy_run").options)
+    assert any("zz-new-run" in o for o in at.selectbox(key="attn_run").options)
+
+
+@pytest.mark.parametrize("page", PAGES[1:])
+def test_every_heads_heatmap_has_integer_ticks(store_root, monkeypatch, page):
+    """Every heatmap over layers / heads: one tick per row and column, each the integer itself
+    (or a head's L1H2 name), never plotly's automatic ticks (-0.5, 0.5 ... on numeric axes)."""
+    import re
+
+    at = open_page(store_root, page, monkeypatch)
+    heatmaps = 0
+    for fig in (json.loads(c.proto.spec) for c in plotly_charts(at)):
+        trace = fig["data"][0]
+        if trace["type"] != "heatmap":
+            continue
+        for axis, values in (("xaxis", trace["x"]), ("yaxis", trace["y"])):
+            spec = fig["layout"][axis]
+            title = spec["title"]["text"]
+            if title not in ("layer", "head"):
+                continue
+            heatmaps += 1
+            assert spec["type"] == "category" and spec["tickmode"] == "array", (title, spec)
+            assert list(spec["ticktext"]) == list(spec["tickvals"]) == list(values)
+            assert all(re.fullmatch(r"\d+|L\d+H\d+", str(t)) for t in spec["ticktext"])
+            if title == "layer":
+                assert fig["layout"]["height"] >= 18 * len(values) or axis == "xaxis"
+    assert heatmaps > 0 or page == "views/massive.py"

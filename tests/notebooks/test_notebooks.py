@@ -22,10 +22,10 @@ BUDGET_S = 60.0  # per notebook, whole-notebook wall time on 2 CPU cores
 pytestmark = pytest.mark.slow
 
 
-def test_the_four_notebooks_exist():
+def test_the_five_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "01_attention_tour_minilm.ipynb", "02_attention_sae_dfa_organism.ipynb",
-        "03_ioi_circuit_patching_organism.ipynb", "04_smollm2.ipynb"]
+        "03_ioi_circuit_patching_organism.ipynb", "04_smollm2.ipynb", "05_heads.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -1,0 +1,59 @@
+"""HTML of an SAE feature's top examples: full-width contexts, the token coloured by activation.
+
+Streamlit's dataframe cuts a long ``context`` cell, hiding the ``[[token]]`` marker; here each
+example is one line of text with the active token on an orange background whose strength is
+its activation over the feature's top activation (sae_vis / Neuronpedia style), and the
+activation beside it. The ``sae_feature_examples`` table stores one activation per example
+(the marked token's), so only that token is coloured.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pandas as pd
+
+_MARK = re.compile(r"\[\[(.*?)\]\]", re.S)
+
+
+def _token_html(token: str, strength: float, activation: float) -> str:
+    alpha = max(0.15, min(1.0, strength))
+    return (f'<span title="activation {activation:.3g}" style="background: rgba(245,133,24,'
+            f'{alpha:.2f}); border-radius: 3px; padding: 0 2px; font-weight: 600">'
+            f"{html.escape(token)}</span>")
+
+
+def example_html(context: str, activation: float, top: float) -> str:
+    """One context with its ``[[token]]`` coloured by ``activation / top``."""
+    strength = activation / top if top > 0 else 1.0
+    parts, last = [], 0
+    for m in _MARK.finditer(context):
+        parts.append(html.escape(context[last:m.start()]))
+        parts.append(_token_html(m.group(1), strength, activation))
+        last = m.end()
+    parts.append(html.escape(context[last:]))
+    return "".join(parts)
+
+
+def examples_html(examples: pd.DataFrame, top: float) -> str:
+    """All examples of one feature (rank order) as full-width rows: activation, context."""
+    rows = [f'<div style="display: flex; gap: 1em; padding: 3px 0; border-bottom: 1px solid '
+            f'#eee"><code style="min-width: 5em; text-align: right">{a:.3g}</code>'
+            f'<span style="font-family: Menlo, Consolas, monospace; white-space: pre-wrap">'
+            f"{example_html(str(c), float(a), top)}</span></div>"
+            for a, c in zip(examples["activation"], examples["context"])]
+    return '<div class="attnlab-examples">' + "".join(rows) + "</div>"
+
+
+def tokens_html(str_tokens, acts, top: float | None = None) -> str:
+    """A prompt with every token coloured by its activation / ``top`` (default: the max)."""
+    top = float(max(acts)) if top is None else top
+    spans = []
+    for tok, a in zip(str_tokens, acts):
+        if a > 0:
+            spans.append(_token_html(str(tok), a / top if top > 0 else 1.0, float(a)))
+        else:
+            spans.append(f'<span title="activation 0">{html.escape(str(tok))}</span>')
+    return ('<div class="attnlab-prompt" style="font-family: Menlo, Consolas, monospace; '
+            'white-space: pre-wrap; line-height: 1.8">' + "".join(spans) + "</div>")
