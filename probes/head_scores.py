@@ -21,6 +21,11 @@ score is one batched pass through :func:`probes.hooks.record` with pooled sums.
 
 Top prompts: each prompt's largest head output norm over its positions; the ``top_k`` prompts
 of each head with that head's attention pattern on them.
+
+Under torchrun (``attnlab heads --nproc N``) each rank scores its contiguous block of every
+prompt set (:func:`probes.distributed.shard_range`); the pooled sums and counts are added over
+the ranks, and each rank's own top-k candidates per head are gathered and the global top-k
+picked from them (ties broken by set order, then prompt index, as in one process).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from probes.distributed import all_gather, rank_info, shard_range, sum_over_ranks
 from probes.hooks import record
 from probes.models import unwrap
 
@@ -100,6 +106,15 @@ class _Sums:
                  for la in range(n_layers) for h in range(n_heads)]
         return pd.DataFrame(rows, columns=["layer", "head", "stat", "value"])
 
+    def merge_ranks(self) -> None:
+        """Add every rank's sums and counts (one process: nothing to do)."""
+        if not rank_info().distributed:
+            return
+        keys = list(self.s)
+        merged = sum_over_ranks([*(self.s[k] for k in keys), self.n_q, self.n_rep, self.n_tok])
+        self.s = dict(zip(keys, merged[:len(keys)]))
+        self.n_q, self.n_rep, self.n_tok = merged[len(keys):]
+
 
 def _names(n_layers: int) -> list[str]:
     return [f"blocks.{la}.attn.{h}" for la in range(n_layers) for h in ("hook_pattern", "hook_z")]
@@ -143,10 +158,22 @@ def _str_tokens(model, ids: Tensor) -> list[str]:
         return [str(int(t)) for t in ids]
 
 
+def _top_k(best: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    """The ``top_k`` rows of each head by norm; ties by set order (``set_index``), then prompt."""
+    order = best.sort_values(["norm", "set_index", "sequence"], ascending=[False, True, True],
+                             kind="stable")
+    return order.groupby(["layer", "head"], sort=True).head(top_k)
+
+
+def _global_top_k(best: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    """:func:`_top_k` over every rank's prompts: each rank's candidates gathered, then re-ranked
+    (a head's global top-k are among the ranks' own top-k)."""
+    return _top_k(pd.concat(all_gather(_top_k(best, top_k)), ignore_index=True), top_k)
+
+
 def _top_tables(model, datasets: Mapping[str, Tensor], best: pd.DataFrame, top_k: int):
     """head_top_sequences and head_top_patterns from the per-prompt max norms ``best``."""
-    top = (best.sort_values("norm", ascending=False, kind="stable")
-           .groupby(["layer", "head"], sort=True).head(top_k).copy())
+    top = _global_top_k(best, top_k).copy()
     top["rank"] = top.groupby(["layer", "head"]).cumcount()
     seq_rows, pat_rows = [], []
     for (name, seq), group in top.groupby(["dataset", "sequence"]):
@@ -193,19 +220,21 @@ def head_scores(loaded, datasets: Mapping[str, Tensor], repeated: Sequence[str] 
     config = config or HeadScoreConfig()
     sums = _Sums(model.cfg.n_layers, model.cfg.n_heads)
     frames = []
-    for name, ids in datasets.items():
+    for set_index, (name, ids) in enumerate(datasets.items()):
         if ids.ndim != 2 or ids.shape[1] < 2:
             raise ValueError(f"prompt set {name!r}: need (batch, pos) ids with pos >= 2")
-        for start in range(0, ids.shape[0], config.batch_size):
-            chunk = ids[start:start + config.batch_size].to(model.cfg.device)
+        mine = shard_range(ids.shape[0])  # this rank's prompts (all of them in one process)
+        for start in range(mine.start, mine.stop, config.batch_size):
+            chunk = ids[start:min(start + config.batch_size, mine.stop)].to(model.cfg.device)
             best = _accumulate(model, chunk, name in repeated, config, sums)
             n_layers, n, n_heads = best.shape[1:]
             la, b, h = torch.meshgrid(torch.arange(n_layers), torch.arange(n),
                                       torch.arange(n_heads), indexing="ij")
             frames.append(pd.DataFrame({
                 "layer": la.flatten().numpy(), "head": h.flatten().numpy(), "dataset": name,
-                "sequence": (b.flatten() + start).numpy(), "norm": best[0].flatten().numpy(),
-                "position": best[1].flatten().long().numpy()}))
+                "set_index": set_index, "sequence": (b.flatten() + start).numpy(),
+                "norm": best[0].flatten().numpy(), "position": best[1].flatten().long().numpy()}))
+    sums.merge_ranks()
     best_df = pd.concat(frames, ignore_index=True)
     seqs, pats = _top_tables(model, datasets, best_df, config.top_k)
     return HeadScores(sums.table(), seqs, pats)

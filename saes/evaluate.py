@@ -15,6 +15,11 @@ Metrics (docs/METHODS.md §5), over real (non-padding) tokens:
   SAE spliced in (and with the layer zero-ablated, for scale).
 
 All encoding goes through `saes.encode`.
+
+Under torchrun (``attnlab sae eval --nproc N``, and the evaluation after ``sae train``) each
+rank evaluates its contiguous block of the token rows (:func:`probes.distributed.shard_tokens`)
+and the numerators and counts above (squared errors, sums of x and x^2, active features, the
+per-feature fire counts, summed losses / cosines) are added over the ranks before dividing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 from torch import Tensor
 
 from data.metrics import next_token_nll
+from probes.distributed import shard_tokens, sum_over_ranks
 from probes.hooks import scoped_hooks
 from probes.models import LoadedModel
 from probes.tokens import Tokens, batches, forward, pool_embedding
@@ -112,6 +118,13 @@ class ReconStats:
         self.l0 += float(active.sum())
         self.fired += active.sum(0).double().cpu()
 
+    def merge_ranks(self) -> None:
+        """Add every rank's sums and counts (one process: unchanged)."""
+        if self.sum_x is None:  # this rank saw no real token
+            self.sum_x = torch.zeros(1, dtype=torch.float64)
+        self.n, self.sq_err, self.sum_sq, self.l0, self.sum_x, self.fired = sum_over_ranks(
+            [self.n, self.sq_err, self.sum_sq, self.l0, self.sum_x.cpu(), self.fired])
+
     def result(self) -> dict[str, float]:
         if self.n == 0:
             raise ValueError("no real tokens were evaluated")
@@ -157,7 +170,7 @@ def evaluate_sae(
     check_sae_fits(sae, loaded.model, layer)
     stats = ReconStats(int(sae.cfg.d_sae))
     sums = dict(clean=0.0, sae=0.0, zero=0.0, count=0.0)
-    for tb in batches(tokens, batch_size):
+    for tb in batches(shard_tokens(tokens), batch_size):  # this rank's rows (one process: all)
         mask = tb.attention_mask.to(loaded.cfg.device)
         clean = forward(loaded, tb)
         with splice(loaded.model, layer, sae, "sae", impl) as seen:
@@ -175,6 +188,8 @@ def evaluate_sae(
                 nll = next_token_nll(out, tb.ids, mask)
                 sums[key] += float(nll.total)
             sums["count"] += nll.count
+    stats.merge_ranks()
+    sums = dict(zip(sums, sum_over_ranks(list(sums.values()))))
     return SAEEval(**stats.result(), **_downstream(loaded.kind, sums))
 
 

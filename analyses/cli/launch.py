@@ -34,7 +34,8 @@ from typing import Any
 # `attnlab --help` and the listing commands stay free of the torch import.
 
 #: the commands that split their work over processes (the others run in one)
-NPROC_COMMANDS = ("probe", "patch", "sae train", "report", "redundancy")
+NPROC_COMMANDS = ("probe", "patch", "sae train", "report", "redundancy", "heads",
+                  "sae eval")
 
 
 def add_nproc(common: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ redundancy run of the same model where the store has one.
 
     attnlab heads --model organism
     attnlab heads --model smollm2 --n 16 --qk-top 2
+    attnlab heads --model organism --nproc 2   # prompts sharded over 2 processes
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def register(sub, common) -> None:
 def run(args) -> int:
     import time
 
+    from analyses.cli.launch import start_run  # --nproc: rank 0 owns the run
     from analyses.qk.explorer import explorer_tables
     from data.notation import head_label
     from data.store import RunStore
@@ -52,7 +54,7 @@ def run(args) -> int:
     store = RunStore(args.runs_dir)
     manifest = {"tasks": tasks, "n": args.n, "seed": args.seed, "top_k": args.top_k,
                 "qk_top": args.qk_top, "sink_epsilon": args.sink_epsilon}
-    with store.start_run(command="heads", model=args.model, config=manifest) as run_:
+    with start_run(store, command="heads", model=args.model, config=manifest) as run_:
         for name, df in tables.items():
             run_.write_table(name, df)
     print(f"run {run_.run_id}: {len(tasks)} tasks x {args.n} prompts on {args.model} in "

@@ -261,7 +261,9 @@ def run_eval(args) -> int:
     loaded, sae = _model_and_sae(args, "--eval-tokens", args.eval_tokens)
     store = RunStore(args.runs_dir)
     config = {"sae": str(args.sae), "layer": args.layer, "eval_tokens": args.eval_tokens}
-    with store.start_run(command="sae eval", model=loaded.name, config=config) as run:
+    from analyses.cli.launch import start_run  # --nproc: rank 0 owns the run
+
+    with start_run(store, command="sae eval", model=loaded.name, config=config) as run:
         ev, frame = _eval_table(loaded, sae, args.layer, args.eval_tokens, str(args.sae))
         run.write_table("sae_eval", frame)
     _print_eval(ev)
