@@ -5,9 +5,9 @@
 - `organism`: fresh rows of the organism's own training distribution (all four task
   families, `data.organism.heldout`), drawn with seeds its training never used.
 - `smollm2`: the built-in sentences (split as for minilm) plus text SmolLM2 sampled itself
-  from 82 hand-written prompt stems (`data/sentences/smollm2_samples.txt`, made by
-  `scripts/make_smollm2_corpus.py`; no hub dataset is reachable). Whole stems are held out
-  (stem i when i % 5 == 4), so held-out text never shares a prompt with training text.
+  from 167 hand-written prompt stems in some twenty genres (`data/sentences/smollm2_samples.txt`,
+  made by `scripts/make_smollm2_corpus.py`; no hub dataset is reachable). Whole stems are held
+  out (stem i when i % 5 == 4), so held-out text never shares a prompt with training text.
   Prompts are sorted by length after the draw, so a batch pads little (short sentences and
   ~100-token samples would otherwise share batches).
 - any other model: pass your own prompts (`prompts=`).
