@@ -8,6 +8,8 @@ each takes a result table (schemas in :mod:`data.schemas`) and returns a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -54,12 +56,41 @@ def _pick(df: pd.DataFrame, component: str | None, method: str | None) -> pd.Dat
     return out
 
 
+def position_labels(positions, tokens: Sequence[str] | None,
+                    varying: Sequence[int] = ()) -> tuple[list[str], str]:
+    """Tick labels and axis title for a position axis: ``"3: Mary"`` from ``tokens``.
+
+    ``tokens`` are one prompt's tokens (the patching table keeps positions only); positions in
+    ``varying`` hold different tokens in other prompts, so they get a ``*`` and the title says
+    the tokens are prompt 0's. Position -1 is "all"; a position past ``tokens`` stays a number.
+    """
+    if tokens is None:
+        return [str(p) for p in positions], "position"
+    varying = set(varying)
+    labels = []
+    for p in positions:
+        p = int(p)
+        if p < 0 or p >= len(tokens):
+            labels.append("all" if p < 0 else str(p))
+        else:
+            labels.append(f"{p}: {tokens[p]}" + ("*" if p in varying else ""))
+    title = "position: token of clean prompt 0"
+    if varying:
+        title += " (* = the token differs between prompts)"
+    return labels, title
+
+
 def patching_heatmap(df: pd.DataFrame, component: str | None = None, method: str | None = None,
-                     value: str = "normalized_effect", title: str | None = None) -> go.Figure:
+                     value: str = "normalized_effect", title: str | None = None,
+                     tokens: Sequence[str] | None = None,
+                     varying: Sequence[int] = ()) -> go.Figure:
     """Layer x head (head sweeps) or layer x position (residual/sublayer sweeps) heatmap.
 
     Per-position head sweeps become head (``L1H2``) x position. The colour scale is centred
     on 0; the title's second line states the sign convention of the method(s) drawn.
+    ``tokens`` (e.g. ``data.task_tokens.clean_prompt_tokens(...).tokens``) label the position
+    axis, ``varying`` marks the positions whose token differs across prompts
+    (:func:`position_labels`).
     """
     d = _pick(df, component, method)
     comp = ", ".join(sorted(d.component.unique()))
@@ -73,10 +104,14 @@ def patching_heatmap(df: pd.DataFrame, component: str | None = None, method: str
     if by_head:
         d = d.assign(row=row_labels(d))
         grid = d.pivot_table(index="row", columns="position", values=value, sort=False)
-        ylabel, xlabel = "head", "position"
+        ylabel = "head"
     else:
         grid = d.pivot_table(index="layer", columns="position", values=value)
-        ylabel, xlabel = "layer", "position" if by_pos else "(all positions)"
+        ylabel = "layer"
+    if by_pos:
+        grid.columns, xlabel = position_labels(grid.columns, tokens, varying)
+    else:
+        xlabel = "(all positions)"
     return grid_heatmap(grid, title=title, x_title=xlabel, y_title=ylabel, value_title=words,
                         diverging=True, fmt=".3f")
 

@@ -13,6 +13,7 @@ tables (``data.schemas``) and never read files or run a model.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -20,8 +21,12 @@ from analyses.figures.checks import require_columns
 from analyses.figures.heatmap import grid_heatmap, layer_head_heatmap
 
 COMPONENT_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f"}
-STRATEGY_COLORS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#7f7f7f",
-                   "joint": "#2ca02c"}
+#: Drop-curve and speedup lines: plan mode -> colour and dash, strategy -> marker symbol.
+MODE_COLORS = {"one_shot": "#4c78a8", "iterative": "#e45756", "random": "#7f7f7f"}
+MODE_DASHES = {"one_shot": "solid", "iterative": "dot", "random": "dash"}
+STRATEGY_SYMBOLS = {"attn": "circle", "mlp": "square", "block": "diamond", "joint": "x"}
+#: Sequential colour scale (light = 0) for tables whose values are all >= 0.
+SEQUENTIAL = "Blues"
 #: What to do about an empty redundancy table (in the error message).
 HINT = "re-run `attnlab redundancy`"
 
@@ -61,10 +66,18 @@ def importance_heatmap(scores: pd.DataFrame, definition: str = "unit") -> go.Fig
                         show_values=True, fmt=".4f")
 
 
-def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
-    """``metric`` vs number of dropped components: one line per strategy/mode, random dashed.
+def _trace_style(strategy: str, mode: str) -> dict:
+    """Colour and dash by plan mode, marker by strategy, so every (strategy, mode) line differs."""
+    return {"line": {"color": MODE_COLORS.get(mode), "dash": MODE_DASHES.get(mode, "solid")},
+            "marker": {"symbol": STRATEGY_SYMBOLS.get(strategy, "circle")}}
 
-    The random baseline is the mean over its seeds, per strategy.
+
+def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
+    """``metric`` vs number of dropped components: one line per strategy/mode.
+
+    One-shot, iterative and random plans differ in colour and dash (``MODE_COLORS``,
+    ``MODE_DASHES``), strategies in marker symbol; the legend names each line. The random
+    baseline is the mean over its seeds, per strategy.
     """
     require_columns(curve, ["strategy", "mode", "n_dropped", "metric", "value"],
                     "drop_curve_figure", HINT)
@@ -75,45 +88,75 @@ def drop_curve_figure(curve: pd.DataFrame, metric: str) -> go.Figure:
     fig = go.Figure()
     for (strategy, mode), g in sub.groupby(["strategy", "mode"], sort=False):
         g = g.groupby("n_dropped", as_index=False)["value"].mean()
-        random = mode == "random"
-        hover = None if random else (sub[(sub.strategy == strategy) & (sub["mode"] == mode)]
-                                     .sort_values("n_dropped")["last_dropped"]
-                                     if "last_dropped" in sub else None)
+        hover = None if mode == "random" else (
+            sub[(sub.strategy == strategy) & (sub["mode"] == mode)]
+            .sort_values("n_dropped")["last_dropped"] if "last_dropped" in sub else None)
         fig.add_scatter(x=g["n_dropped"], y=g["value"], mode="lines+markers",
-                        name=f"{strategy} ({mode})", text=hover,
-                        line={"color": STRATEGY_COLORS.get(strategy),
-                              "dash": "dash" if random else
-                              ("dot" if mode == "iterative" else "solid")})
+                        name=f"{strategy} ({mode})", text=hover, showlegend=True,
+                        **_trace_style(strategy, mode))
     fig.update_layout(title=f"{metric} vs dropped components", xaxis_title="components dropped",
-                      yaxis_title=metric)
+                      yaxis_title=metric, showlegend=True)
     return fig
 
 
+def _speedup_spread(g: pd.DataFrame) -> dict:
+    """Asymmetric error bars around the median-based speedup from the repeated timings.
+
+    The table keeps, per point, the ratio of median times (``speedup``) and of the fastest
+    repeats (``speedup_min``), not every repeat, so the bar spans the two: how much the ratio
+    moves with the choice of summary over the same repeats. Empty when ``speedup_min`` is absent.
+    """
+    if "speedup_min" not in g:
+        return {}
+    lo = np.minimum(g["speedup"], g["speedup_min"])
+    hi = np.maximum(g["speedup"], g["speedup_min"])
+    return {"error_y": {"type": "data", "symmetric": False,
+                        "array": (hi - g["speedup"]).to_numpy(float),
+                        "arrayminus": (g["speedup"] - lo).to_numpy(float), "visible": True}}
+
+
 def speedup_figure(speed: pd.DataFrame) -> go.Figure:
-    """Measured speedup (full / pruned median wall time) vs number of dropped components."""
+    """Measured speedup (full / pruned median wall time) vs number of dropped components.
+
+    Log y axis, so a point where every block is dropped (a model that computes nothing,
+    ~100-200x) does not flatten the few-percent speedups of the others; error bars span the
+    median- and best-of-repeats ratios (:func:`_speedup_spread`).
+    """
     require_columns(speed, ["strategy", "mode", "n_dropped", "speedup"], "speedup_figure", HINT)
     fig = go.Figure()
     for (strategy, mode), g in speed.groupby(["strategy", "mode"], sort=False):
         g = g.sort_values("n_dropped")
         fig.add_scatter(x=g["n_dropped"], y=g["speedup"], mode="lines+markers",
-                        name=f"{strategy} ({mode})",
-                        line={"color": STRATEGY_COLORS.get(strategy),
-                              "dash": "dot" if mode == "iterative" else "solid"})
+                        name=f"{strategy} ({mode})", showlegend=True,
+                        **_trace_style(strategy, mode), **_speedup_spread(g))
     fig.add_hline(y=1.0, line_dash="dash", line_color="grey")
     fig.update_layout(title="Measured wall-time speedup", xaxis_title="components dropped",
-                      yaxis_title="speedup (x)")
+                      yaxis={"title": "speedup (x, log scale; bars: median vs best-of repeats)",
+                             "type": "log"}, showlegend=True)
     return fig
 
 
 def head_importance_heatmap(table: pd.DataFrame, task: str | None = None,
                             method: str = "zero") -> go.Figure:
-    """Layer x head heatmap of one method's metric drop for one task."""
+    """Layer x head heatmap of one method's metric drop for one task.
+
+    Drops are ``>= 0`` for heads the task needs, so where every value is ``>= 0`` the colour
+    bar is sequential from 0 to the largest drop (a symmetric red-blue bar would spend half
+    its range on values that do not occur); only a table with negative drops (a head whose
+    ablation helps, or a Taylor estimate below 0) gets the diverging bar centred on 0.
+    """
     require_columns(table, ["task", "layer", "head", "method", "value"],
                     "head_importance_heatmap", HINT)
     task = task if task is not None else str(table["task"].iloc[0])
     sub = table[(table["task"] == task) & (table["method"] == method)]
     if sub.empty:
         raise ValueError(f"no rows for task {task!r}, method {method!r}")
-    return layer_head_heatmap(sub, title=f"Head importance: {task}, {method}",
-                              colorbar_title="drop", diverging=True,
-                              what="head_importance_heatmap")
+    values = sub["value"].to_numpy(float)
+    values = values[np.isfinite(values)]
+    nonneg = values.size == 0 or values.min() >= 0
+    fig = layer_head_heatmap(sub, title=f"Head importance: {task}, {method}",
+                             colorbar_title="drop", diverging=not nonneg,
+                             colorscale=SEQUENTIAL, what="head_importance_heatmap")
+    if nonneg:
+        fig.update_traces(zmin=0.0, zmax=float(max(values.max(initial=0.0), 1e-9)))
+    return fig

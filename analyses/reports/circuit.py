@@ -34,11 +34,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyses.causal.circuit import CircuitAnalysis, CircuitConfig, analyse_circuit
-from analyses.causal.task_sets import model_note
+from analyses.causal.task_sets import model_note, task_model
 from analyses.figures import causal as figures
 from analyses.figures.labels import head_set_label, with_head_column
 from analyses.reports import page as pages
 from analyses.reports.readout import circuit_readout, receivers_words
+from data.task_tokens import PromptTokens, clean_prompt_tokens
 
 #: loggers whose warnings become the report's caveats
 CAVEAT_LOGGERS = ("analyses.causal.patching", "analyses.causal.impairment")
@@ -50,6 +51,13 @@ def _has(p: pd.DataFrame, component: str, method: str | None = None) -> bool:
     return bool((rows & (p.method == method)).any() if method else rows.any())
 
 
+def _prompt_tokens(a: CircuitAnalysis) -> PromptTokens:
+    """The first clean prompt's tokens, to label the position axes (the sweeps' pairs are the
+    first ``n_exact`` of ``load_task(task, n, seed)``, so prompt 0 is the same)."""
+    c = a.config
+    return clean_prompt_tokens(c.task, c.n, c.seed, task_model(a.model))
+
+
 def _figures(a: CircuitAnalysis) -> list[tuple[str, go.Figure]]:
     p = a.patching
     by = "layer x position" if a.config.position_sweeps else "by layer"
@@ -58,7 +66,9 @@ def _figures(a: CircuitAnalysis) -> list[tuple[str, go.Figure]]:
              ("Residual stream (layer x position)", "resid_pre", None),
              (f"Attention outputs ({by})", "attn_out", None),
              (f"MLP outputs ({by})", "mlp_out", None)]
-    out = [(title, figures.patching_heatmap(p, c, m)) for title, c, m in heads if _has(p, c, m)]
+    toks = _prompt_tokens(a)
+    out = [(title, figures.patching_heatmap(p, c, m, tokens=toks.tokens, varying=toks.varying))
+           for title, c, m in heads if _has(p, c, m)]
     out.append(("Attribution vs exact", figures.attribution_scatter(p, "z", "denoising")))
     if (p.component == "path_z").any():
         for recv in p.loc[p.component == "path_z", "receivers"].unique():

@@ -17,6 +17,22 @@ st.caption("Activation patching (denoising: clean activation into the corrupted 
            "the reverse), attribution patching (first-order estimate), path patching and "
            "ablations, on the task's logit difference (0 = corrupted, 1 = clean).")
 
+@st.cache_data(show_spinner=False)
+def _prompt_tokens(run_id: str, model: str | None, task: str):
+    """The run's first clean prompt's tokens (``PromptTokens``) for the position axes, from the
+    manifest's ``n``/``seed``; None when the run's model has no such task dataset."""
+    from analyses.causal.task_sets import task_model
+    from data.smollm2 import SmolLM2NotInstalled
+    from data.task_tokens import clean_prompt_tokens
+
+    try:
+        config = readers.manifest(run_id).get("config") or {}
+        return clean_prompt_tokens(task, int(config.get("n") or 8), int(config.get("seed") or 0),
+                                   task_model(model or "organism"))
+    except (StoreError, ValueError, SmolLM2NotInstalled):
+        return None
+
+
 TABLES = ["patching", "impairment", "circuit_roles", "circuit_sae_features"]
 run = state.page_run(TABLES, key="circuits_run")
 
@@ -34,7 +50,9 @@ if patching is not None:
     methods = sorted(d[d["component"] == comp]["method"].unique())
     method = c3.selectbox("Method", methods, key="circuit_method",
                           index=methods.index("denoising") if "denoising" in methods else 0)
-    show(figures.patching_heatmap(d, comp, method), key="patching_heatmap")
+    toks = _prompt_tokens(patching.run_id, patching.model, task)
+    show(figures.patching_heatmap(d, comp, method, tokens=toks.tokens if toks else None,
+                                  varying=toks.varying if toks else ()), key="patching_heatmap")
     for direction in ("denoising", "noising"):
         mine = d[d["component"] == comp]["method"]
         if (mine == direction).any() and (mine == f"attribution_{direction}").any():

@@ -48,6 +48,9 @@ if curve is not None:
 speed = state.section(run, "speedup")
 if speed is not None:
     show(rf.speedup_figure(speed.df), key="speedup")
+    st.caption("Log speedup axis, so a point with every block dropped (a model that computes "
+               "nothing) does not flatten the others; error bars span the ratio of median and "
+               "of fastest repeats.")
     with st.expander("timings"):
         st.dataframe(speed.df, hide_index=True, width="stretch")
 

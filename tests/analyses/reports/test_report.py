@@ -102,6 +102,7 @@ def test_html_is_self_contained_and_offline():
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     # plotly.js is inlined exactly once; no script is loaded from anywhere
     assert not re.search(r"<script[^>]+src\s*=", page, flags=re.I)
+    assert "position: token of clean prompt 0" in page  # the position axes carry tokens
     assert not re.search(r"src\s*=\s*['\"]https?://", page, flags=re.I)
     assert len(re.findall(r"<script[^>]*>", page)) >= 9  # the library + one per figure
     assert page.count("Plotly.newPlot") == 8  # 5 heatmaps, scatter, 1 path heatmap, ablation
