@@ -35,7 +35,7 @@ from typing import Any
 
 #: the commands that split their work over processes (the others run in one)
 NPROC_COMMANDS = ("probe", "patch", "sae train", "report", "redundancy", "heads",
-                  "sae eval")
+                  "sae eval", "massive ablate", "massive sinks")
 
 
 def add_nproc(common: argparse.ArgumentParser) -> None:
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     job, or plainly in this process."""
     nproc = getattr(args, "nproc", 1) or 1
     name = " ".join([args.command] + [getattr(args, a) for a in ("sae_command",
-                                                                 "organism_command")
+                                                                 "organism_command",
+                                                                 "massive_command")
                                       if getattr(args, a, None)])
     several = nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
     if several and name not in NPROC_COMMANDS:

@@ -12,7 +12,8 @@ act as fixed biases. This module makes that experiment on any model attnlab load
 2. :func:`patch_residual` rewrites one (batch, pos, d_model) residual stream at that layer: on
    every real position whose token is a site's token, the site's dim is set to zero (``zero``)
    or to the site's reference mean (``mean``); the control (``random``) sets as many random
-   real, non-site (position, dim) entries per sequence to zero (one draw per seed). Sites are
+   real, non-site (position, dim) entries per sequence to zero (one draw per seed, each
+   sequence's seeded by its global index, :func:`draw_seed`). Sites are
    matched by token, not by the threshold in each sequence: a value just under the cut in one
    sequence is the same activation;
 3. :class:`MassivePatch` is that rewrite as a replace hook for :func:`probes.hooks.scoped_hooks`.
@@ -23,6 +24,8 @@ entries to patch are found in the running activation itself, per sequence.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -123,24 +126,38 @@ def site_entries(ids: torch.Tensor, mask: torch.Tensor | None, sites: MassiveSit
     return out
 
 
+def draw_seed(seed: int, draw: int, sequence: int) -> int:
+    """The seed of one sequence's random-control draw: fixed by (seed, draw, global sequence
+    index) alone, so it is the same however the sequences are batched or split over ranks."""
+    digest = hashlib.blake2b(f"{seed},{draw},{sequence}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
 def random_entries(sites: torch.Tensor, mask: torch.Tensor | None,
-                   generator: torch.Generator) -> torch.Tensor:
+                   seeds: Sequence[int]) -> torch.Tensor:
     """(batch, pos, d_model) bool: per sequence, as many entries as it has ``sites`` entries,
-    drawn uniformly without replacement from its real entries that are not sites."""
+    drawn uniformly without replacement from its real entries that are not sites, with
+    ``seeds[b]`` seeding sequence b's draw (over its real positions only, so padding does not
+    change it)."""
     b, p, d = sites.shape
+    if len(seeds) != b:
+        raise ValueError(f"need one seed per sequence: {len(seeds)} seeds for {b} sequences")
     real = (torch.ones(b, p, dtype=torch.bool) if mask is None else mask.bool().cpu())
-    allowed = (real[..., None] & ~sites.cpu()).reshape(b, p * d)  # (batch, pos * d_model)
-    k = sites.reshape(b, -1).sum(1).cpu()  # (batch,)
-    out = torch.zeros(b, p * d, dtype=torch.bool)
-    if int(k.max()) == 0:
-        return out.reshape(b, p, d).to(sites.device)
-    if bool((allowed.sum(1) < k).any()):
-        raise ValueError("a sequence has fewer non-site entries than site ones")
-    score = torch.rand(b, p * d, generator=generator).masked_fill(~allowed, -1.0)
-    top = score.topk(int(k.max()), dim=1).indices  # (batch, k_max)
-    keep = torch.arange(top.shape[1])[None, :] < k[:, None]  # (batch, k_max)
-    out.scatter_(1, top, keep)
-    return out.reshape(b, p, d).to(sites.device)
+    site = sites.cpu()
+    k = site.reshape(b, -1).sum(1)  # (batch,)
+    out = torch.zeros(b, p, d, dtype=torch.bool)
+    for i in range(b):
+        if int(k[i]) == 0:
+            continue
+        pos = real[i].nonzero().squeeze(1)  # (real_pos,)
+        allowed = ~site[i, pos]  # (real_pos, d_model)
+        if int(allowed.sum()) < int(k[i]):
+            raise ValueError("a sequence has fewer non-site entries than site ones")
+        gen = torch.Generator().manual_seed(seeds[i])
+        score = torch.rand(len(pos), d, generator=gen).masked_fill(~allowed, -1.0)
+        top = score.reshape(-1).topk(int(k[i])).indices  # (k,)
+        out[i, pos[top // d], top % d] = True
+    return out.to(sites.device)
 
 
 class Patched(NamedTuple):
@@ -152,10 +169,10 @@ class Patched(NamedTuple):
 
 def patch_residual(resid: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None,
                    sites: MassiveSites, condition: str,
-                   generator: torch.Generator | None = None) -> Patched:
+                   seeds: Sequence[int] | None = None) -> Patched:
     """``resid`` (batch, pos, d_model) of the prompts ``ids`` (batch, pos) with ``condition``
-    applied (module docstring); ``none`` changes nothing. ``generator`` draws the ``random``
-    control's entries (required for it)."""
+    applied (module docstring); ``none`` changes nothing. ``seeds`` (one per sequence,
+    :func:`draw_seed`) seed the ``random`` control's draws (required for it)."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
     if ids.shape != resid.shape[:2]:
@@ -165,9 +182,9 @@ def patch_residual(resid: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | 
         return Patched(resid, torch.zeros_like(at))
     out = resid.clone()
     if condition == "random":
-        if generator is None:
-            raise ValueError("the random condition needs a torch.Generator (its draw)")
-        entries = random_entries(at, mask, generator)
+        if seeds is None:
+            raise ValueError("the random condition needs one seed per sequence (draw_seed)")
+        entries = random_entries(at, mask, seeds)
         out[entries] = 0.0
         return Patched(out, entries)
     if condition == "zero":
@@ -183,29 +200,35 @@ class MassivePatch:
     """:func:`patch_residual` as a replace hook on ``sites.hook_name``.
 
     Before each forward set ``ids`` to the batch's (batch, pos) token ids and ``mask`` to its
-    padding mask (None: all real) -- :func:`set_batch`. ``n_patched`` / ``n_sequences`` count
-    what it rewrote; ``seed`` seeds the random draws.
+    padding mask (None: all real) and ``first`` to the global index of its first sequence --
+    :func:`set_batch`. ``n_patched`` / ``n_sequences`` count what it rewrote; sequence i's
+    random draw is seeded by :func:`draw_seed` (``seed``, ``draw``, i), so it does not depend on
+    batching or on how the sequences are split over processes.
     """
 
-    def __init__(self, sites: MassiveSites, condition: str, seed: int = 0) -> None:
+    def __init__(self, sites: MassiveSites, condition: str, seed: int = 0,
+                 draw: int = 0) -> None:
         if condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
         self.sites, self.condition = sites, condition
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.draw = seed, draw
         self.ids: torch.Tensor | None = None
         self.mask: torch.Tensor | None = None
+        self.first = 0
         self.n_patched = 0
         self.n_sequences = 0
 
-    def set_batch(self, ids: torch.Tensor | None, mask: torch.Tensor | None) -> None:
-        self.ids, self.mask = ids, mask
+    def set_batch(self, ids: torch.Tensor | None, mask: torch.Tensor | None,
+                  first: int = 0) -> None:
+        self.ids, self.mask, self.first = ids, mask, first
 
     def __call__(self, resid: torch.Tensor) -> torch.Tensor:
         if self.ids is None:
             raise ValueError("MassivePatch needs the batch's token ids: call set_batch(ids, mask) "
                              "before the forward")
         mask = None if self.mask is None else self.mask.to(resid.device)
-        res = patch_residual(resid, self.ids, mask, self.sites, self.condition, self.generator)
+        seeds = [draw_seed(self.seed, self.draw, self.first + i) for i in range(resid.shape[0])]
+        res = patch_residual(resid, self.ids, mask, self.sites, self.condition, seeds)
         self.n_patched += int(res.entries.sum())
         self.n_sequences += resid.shape[0]
         return res.resid

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import torch
 
+from probes.distributed import all_gather
 from probes.hooks import record
 from probes.models import LoadedModel, unwrap
 from probes.tokens import Tokens, batches, forward
@@ -124,6 +125,19 @@ class SinkDecomposition:
         self._sums: dict[int, dict[str, torch.Tensor]] = {}
         self._n = 0
 
+    def merge_ranks(self) -> None:
+        """Add every rank's sums and query count into this one (one process: nothing)."""
+        parts = all_gather((self._sums, self._n))
+        if len(parts) == 1:
+            return
+        sums: dict[int, dict[str, torch.Tensor]] = {}
+        for part, _ in parts:  # rank order, so that every rank adds in the same order
+            for layer, stats in part.items():
+                into = sums.setdefault(layer, {})
+                for stat, total in stats.items():
+                    into[stat] = into[stat] + total if stat in into else total
+        self._sums, self._n = sums, sum(n for _, n in parts)
+
     def hook_names(self, layer: int) -> list[str]:
         q, k = qk_hooks(self.model, layer)
         return [q, k, f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern"]
@@ -183,10 +197,14 @@ class SinkDecomposition:
 
 def sink_decomposition(loaded: LoadedModel, tokens: Tokens, batch_size: int = 16
                        ) -> pd.DataFrame:
-    """:class:`SinkDecomposition` over ``tokens`` in batches (table ``sink_decomposition``)."""
+    """:class:`SinkDecomposition` over ``tokens`` in batches (table ``sink_decomposition``).
+
+    Under torchrun ``tokens`` is this rank's block: the sums and query counts of every rank are
+    added (:meth:`SinkDecomposition.merge_ranks`) before the means are taken."""
     dec = SinkDecomposition(loaded)
     for b in batches(tokens, batch_size):
         dec.update(b)
+    dec.merge_ranks()
     return dec.result()
 
 

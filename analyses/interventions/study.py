@@ -15,6 +15,11 @@ the removal of that attention per layer (all heads of it) and/or per head
 (:class:`~analyses.interventions.sinks.SinkRemoval`), with the held-out metric before and after
 (table ``sink_removal``: scope, layer, head (-1 for a whole layer), metric, value, baseline,
 delta).
+
+Under torchrun (``attnlab massive ablate|sinks --nproc N``) every rank finds the sites on the
+whole reference set (the same sites everywhere), then takes its block of the held-out text and
+of each task's items (:func:`heldout`); the evaluation sums and gathers over ranks
+(:mod:`analyses.interventions.evaluate`), so every rank holds the whole data's tables.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from analyses.interventions.evaluate import (
 )
 from analyses.interventions.massive import MassivePatch, MassiveSites, find_sites
 from analyses.interventions.sinks import SinkRemoval, sink_decomposition
+from probes.distributed import rank_info, shard_range, shard_tokens, sum_over_ranks
 from probes.massive import MassiveConfig
 from probes.models import LoadedModel
 from probes.sinks import SinkConfig
@@ -67,21 +73,29 @@ class InterventionConfig:
 class HeldOut(NamedTuple):
     """The held-out evaluation data of one model."""
 
-    tokens: Tokens
+    tokens: Tokens  # this rank's block of rows (all of them in one process)
     datasets: list  # data.tasks.TaskDataset of the default tasks (none for an encoder)
-    reference: object  # an encoder's unpatched embeddings, else None
+    reference: object  # an encoder's unpatched embeddings (of ``tokens``), else None
+    first: int = 0  # global index of ``tokens``' first row
+    firsts: tuple[int, ...] = ()  # per dataset: global index of its first item
 
 
 def heldout(loaded: LoadedModel, config: InterventionConfig) -> HeldOut:
-    """Held-out text, task items and (encoder) reference embeddings for ``loaded``."""
+    """Held-out text, task items and (encoder) reference embeddings for ``loaded``: this
+    rank's block of each under torchrun (everything in one process)."""
+    from analyses.causal.distributed import shard_task
     from data.tasks import MODEL_TASKS, default_tasks, load_task
 
     tokens = corpus_tokens(loaded, config.heldout_tokens, config.seed, split="heldout")
+    info = rank_info()
+    first = shard_range(len(tokens.ids), info).start if info.distributed else 0
+    tokens = shard_tokens(tokens)
     if loaded.kind == "encoder":
-        return HeldOut(tokens, [], base_embeddings(loaded, tokens, config.batch_size))
+        return HeldOut(tokens, [], base_embeddings(loaded, tokens, config.batch_size), first)
     names = default_tasks(loaded.name) if loaded.name in MODEL_TASKS else []
-    return HeldOut(tokens, [load_task(t, config.n_items, config.seed, model=loaded.name)
-                            for t in names], None)
+    full = [load_task(t, config.n_items, config.seed, model=loaded.name) for t in names]
+    firsts = tuple(shard_range(len(ds), info).start if info.distributed else 0 for ds in full)
+    return HeldOut(tokens, [shard_task(ds) for ds in full], None, first, firsts)
 
 
 def _rows(res: TextResult, extra: dict[str, float], **keys) -> pd.DataFrame:
@@ -108,12 +122,15 @@ def massive_ablation(loaded: LoadedModel, config: InterventionConfig = Intervent
     runs = [("none", 0), ("zero", 0), ("mean", 0)] + [("random", d) for d in range(config.draws)]
     frames = []
     for condition, draw in runs:
-        patch = MassivePatch(sites, condition, seed=draw)
+        patch = MassivePatch(sites, condition, seed=config.seed, draw=draw)
         hooks = [(sites.hook_name, patch)]
         res = evaluate_text(loaded, data.tokens, hooks, [patch], config.batch_size,
-                            sink_config=config.sinks, reference=data.reference)
-        extra = {"n_patched": patch.n_patched / max(patch.n_sequences, 1)}
-        extra.update(task_accuracy(loaded, data.datasets, hooks, [patch]))
+                            sink_config=config.sinks, reference=data.reference,
+                            first=data.first)
+        extra = {"n_patched": None}
+        extra.update(task_accuracy(loaded, data.datasets, hooks, [patch], data.firsts))
+        n_patched, n_sequences = sum_over_ranks([patch.n_patched, patch.n_sequences])
+        extra["n_patched"] = n_patched / max(n_sequences, 1)
         frames.append(_rows(res, extra, condition=condition, draw=draw))
     cols = ["condition", "draw", "metric", "layer", "value"]
     return MassiveAblation(sites, pd.concat(frames, ignore_index=True)[cols])

@@ -97,6 +97,7 @@ def run_ablate(args) -> int:
     import time
 
     from analyses.cli.checks import check_float, check_int, check_layers
+    from analyses.cli.launch import start_run  # --nproc: rank 0 owns the run
     from analyses.interventions.study import massive_ablation
     from data.store import RunStore
     from probes.massive import MassiveConfig
@@ -114,7 +115,7 @@ def run_ablate(args) -> int:
     if args.layer is not None:
         check_layers("--layer", [args.layer], loaded.cfg.n_layers)
     store = RunStore(args.runs_dir)
-    with store.start_run(command="massive ablate", model=args.model,
+    with start_run(store, command="massive ablate", model=args.model,
                          config=_jsonable(dataclasses.asdict(config))) as run_:
         res = massive_ablation(loaded, config)
         run_.write_table("massive_ablation", res.table.assign(model=loaded.name))
@@ -148,6 +149,7 @@ def run_sinks(args) -> int:
     import time
 
     from analyses.cli.checks import check_heads, check_int
+    from analyses.cli.launch import start_run  # --nproc: rank 0 owns the run
     from analyses.interventions.study import sink_study
     from data.notation import head_label, parse_heads
     from data.store import RunStore
@@ -164,7 +166,7 @@ def run_sinks(args) -> int:
     loaded = _load(args)
     check_heads("--heads", heads, loaded.cfg)
     store = RunStore(args.runs_dir)
-    with store.start_run(command="massive sinks", model=args.model,
+    with start_run(store, command="massive sinks", model=args.model,
                          config=_jsonable(dataclasses.asdict(config))) as run_:
         res = sink_study(loaded, config)
         run_.write_table("sink_decomposition", res.decomposition.assign(model=loaded.name))

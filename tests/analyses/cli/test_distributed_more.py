@@ -36,11 +36,32 @@ def test_sae_eval_with_nproc_2_equals_one_process(tmp_path):
     assert got["ce_sae"] != got["ce_clean"]  # the SAE was spliced in on every rank's rows
 
 
-def test_massive_still_refuses_nproc(tmp_path, capsys):
-    from analyses.cli.main import main
+MASSIVE_SMALL = ["--model", "organism", "--heldout-tokens", "300", "--n", "5",
+                 "--batch-size", "4", "--device", "cpu"]
 
-    assert main(["massive", "ablate", "--model", "organism", "--runs-dir", str(tmp_path),
-                 "--nproc", "2"]) == 2
-    err = capsys.readouterr().err
-    assert "runs in one process" in err and "heads" in err and "sae eval" in err
-    assert not list(tmp_path.iterdir())  # no run started
+
+def test_massive_ablate_with_nproc_2_equals_one_process(tmp_path):
+    # held-out rows and task items split 2 ways; the random control's draws are seeded per
+    # global sequence index, so the ranks draw what one process draws
+    argv = ["massive", "ablate", *MASSIVE_SMALL, "--massive-abs", "20", "--massive-ratio", "20",
+            "--reference-tokens", "300", "--draws", "2"]
+    stdout, two, one = two_and_one(argv, tmp_path)
+    assert stdout.count("run ") == 1  # rank 0 alone prints
+    assert_tables_equal(two.read_table("massive_sites"), one.read_table("massive_sites"),
+                        atol=1e-5)
+    t2, t1 = two.read_table("massive_ablation"), one.read_table("massive_ablation")
+    assert_tables_equal(t2, t1, atol=1e-4)
+    loss = t2[t2.metric == "lm_loss"].set_index(["condition", "draw"])["value"]
+    assert loss[("random", 0)] != loss[("random", 1)]  # the draws differ and still match
+    assert loss[("zero", 0)] != loss[("none", 0)]
+
+
+def test_massive_sinks_with_nproc_2_equals_one_process(tmp_path):
+    argv = ["massive", "sinks", *MASSIVE_SMALL, "--heads", "L3H0"]
+    stdout, two, one = two_and_one(argv, tmp_path)
+    assert stdout.count("run ") == 1
+    dec = two.read_table("sink_decomposition")
+    assert_tables_equal(dec, one.read_table("sink_decomposition"), atol=1e-5)
+    assert_tables_equal(two.read_table("sink_removal"), one.read_table("sink_removal"),
+                        atol=1e-5)
+    assert (dec[dec.stat == "n_queries"].value > 0).all()

@@ -136,7 +136,7 @@ def test_none_changes_nothing_and_bad_input_is_refused(tokens, sites, clean):
     assert torch.equal(res.resid, clean) and not res.entries.any()
     with pytest.raises(ValueError, match="condition"):
         patch_residual(clean, tokens.ids, tokens.attention_mask, sites, "half")
-    with pytest.raises(ValueError, match="Generator"):
+    with pytest.raises(ValueError, match="one seed per sequence"):
         patch_residual(clean, tokens.ids, tokens.attention_mask, sites, "random")
     with pytest.raises(ValueError, match="set_batch"):
         MassivePatch(sites, "zero")(clean)
