@@ -36,14 +36,14 @@ def example_html(context: str, activation: float, top: float) -> str:
     return "".join(parts)
 
 
-def examples_html(examples: pd.DataFrame, top: float) -> str:
+def examples_html(examples: pd.DataFrame, top: float, css: str = "attnlab-examples") -> str:
     """All examples of one feature (rank order) as full-width rows: activation, context."""
     rows = [f'<div style="display: flex; gap: 1em; padding: 3px 0; border-bottom: 1px solid '
             f'#eee"><code style="min-width: 5em; text-align: right">{a:.3g}</code>'
             f'<span style="font-family: Menlo, Consolas, monospace; white-space: pre-wrap">'
             f"{example_html(str(c), float(a), top)}</span></div>"
             for a, c in zip(examples["activation"], examples["context"])]
-    return '<div class="attnlab-examples">' + "".join(rows) + "</div>"
+    return f'<div class="{css}">' + "".join(rows) + "</div>"
 
 
 def tokens_html(str_tokens, acts, top: float | None = None) -> str:
@@ -57,3 +57,19 @@ def tokens_html(str_tokens, acts, top: float | None = None) -> str:
             spans.append(f'<span title="activation 0">{html.escape(str(tok))}</span>')
     return ('<div class="attnlab-prompt" style="font-family: Menlo, Consolas, monospace; '
             'white-space: pre-wrap; line-height: 1.8">' + "".join(spans) + "</div>")
+
+
+def bands_html(bands: pd.DataFrame, top: float) -> str:
+    """One feature's activation-quantile band examples, highest band first, each band headed
+    by its activation range and how many activations fall in it (colours as the top
+    examples: activation / ``top``)."""
+    parts = []
+    for (low, high), part in sorted(bands.groupby(["band_low", "band_high"]),
+                                    key=lambda kv: -kv[0][1]):
+        count = int(part["band_count"].iloc[0])
+        parts.append(f'<div class="attnlab-band" style="margin-top: 0.6em"><b>Activation '
+                     f"{low:.3g} – {high:.3g}</b> <small>({count} activations in this band; "
+                     f"{len(part)} shown at random)</small>"
+                     + examples_html(part.sort_values("rank"), top, "attnlab-band-examples")
+                     + "</div>")
+    return '<div class="attnlab-bands">' + "".join(parts) + "</div>"

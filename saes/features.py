@@ -2,11 +2,18 @@
 
     ft = feature_tables(loaded, sae, layer, tokens)   # FeatureTables of DataFrames
     ft.top_examples    feature, rank, activation, token, context, prompt_idx, pos
+    ft.bands           feature, band, band_low, band_high, band_count, rank, activation, token,
+                       context, prompt_idx, pos  (activation-quantile band examples)
     ft.histogram       feature, bin_left, bin_right, count        (non-zero activations)
     ft.dfa_heads       feature, layer, head, value, share, weight_share, n_active
     ft.logit_effects   feature, direction (promoted|suppressed), rank, token, value
     ft.head_summary / ft.head_features: see `saes.heads`
 
+`bands` (Neuronpedia / sae_vis style): each feature's range (0, max] is cut into `n_bands`
+equal-width bands, band b holding the activations in (band_low, band_high]; up to `per_band`
+examples are drawn from each band at random (seeded), so the view shows what weak and middling
+activations look like, not only the top ones. sae_vis computes these from its own model runner
+and SAE-Lens has no such table, so they are built here from the same pass as the top examples.
 `dfa_heads.value` is the mean DFA term of the head (Kissane et al. 2024) over the tokens
 where the feature is active; `share` = value / sum over heads (the heads' shares sum to 1);
 `weight_share` = ||W_dec[f, h-slice]|| / sum_h' ||W_dec[f, h'-slice]|| (docs/METHODS.md §5).
@@ -37,6 +44,7 @@ TOKEN_CHUNK = 512  # tokens per DFA chunk: memory chunk * n_heads * d_sae floats
 
 class FeatureTables(NamedTuple):
     top_examples: pd.DataFrame
+    bands: pd.DataFrame  # activation-quantile band examples (see `band_examples`)
     histogram: pd.DataFrame
     dfa_heads: pd.DataFrame
     logit_effects: pd.DataFrame  # empty for encoders
@@ -99,22 +107,66 @@ def _context(str_tokens: list[str], pos: int, left: int, right: int) -> str:
     return " ".join([*before, f"[[{str_tokens[pos]}]]", *after])
 
 
-def top_examples(fp: FeaturePass, tokens: Tokens, features, n_top=10, context=8) -> pd.DataFrame:
-    """The `n_top` highest activations of each feature, with token and context."""
-    df = pd.DataFrame({"feature": fp.feature.numpy(), "activation": fp.value.numpy(),
-                       "row": fp.row.numpy()})
-    df = df[df.feature.isin(np.asarray(features))]
-    df = df.sort_values(["feature", "activation"], ascending=[True, False], kind="stable")
-    df = df.groupby("feature", sort=True).head(n_top).copy()
-    df["rank"] = df.groupby("feature").cumcount()
+def _with_tokens(df: pd.DataFrame, fp: FeaturePass, tokens: Tokens, context: int) -> pd.DataFrame:
+    """Add prompt_idx, pos, token and context to rows that hold a token ``row`` of `fp`."""
     df["prompt_idx"] = fp.prompt_idx.numpy()[df.row.to_numpy()]
     df["pos"] = fp.pos.numpy()[df.row.to_numpy()]
     strs = tokens.str_tokens
     df["token"] = [strs[p][q] for p, q in zip(df.prompt_idx, df.pos)]
     df["context"] = [_context(strs[p], q, context, context // 2)
                      for p, q in zip(df.prompt_idx, df.pos)]
+    return df
+
+
+def _active(fp: FeaturePass, features) -> pd.DataFrame:
+    """feature, activation, row of every non-zero activation of `features`."""
+    df = pd.DataFrame({"feature": fp.feature.numpy(), "activation": fp.value.numpy(),
+                       "row": fp.row.numpy()})
+    return df[df.feature.isin(np.asarray(features))]
+
+
+def top_examples(fp: FeaturePass, tokens: Tokens, features, n_top=10, context=8) -> pd.DataFrame:
+    """The `n_top` highest activations of each feature, with token and context."""
+    df = _active(fp, features)
+    df = df.sort_values(["feature", "activation"], ascending=[True, False], kind="stable")
+    df = df.groupby("feature", sort=True).head(n_top).copy()
+    df["rank"] = df.groupby("feature").cumcount()
+    df = _with_tokens(df, fp, tokens, context)
     cols = ["feature", "rank", "activation", "token", "context", "prompt_idx", "pos"]
     return df[cols].reset_index(drop=True)
+
+
+BAND_COLUMNS = ["feature", "band", "band_low", "band_high", "band_count", "rank", "activation",
+                "token", "context", "prompt_idx", "pos"]
+
+
+def band_examples(fp: FeaturePass, tokens: Tokens, features, n_bands: int = 4,
+                  per_band: int = 3, context: int = 8, seed: int = 0) -> pd.DataFrame:
+    """Up to `per_band` random examples of each of `n_bands` equal-width activation bands.
+
+    Band b (0 = lowest) of a feature with maximum activation m holds the activations in
+    (b m / n_bands, (b + 1) m / n_bands]; empty bands have no rows. Within a band, rank 0 is
+    the highest sampled activation.
+    """
+    if n_bands < 1 or per_band < 1:
+        raise ValueError(f"n_bands ({n_bands}) and per_band ({per_band}) must be >= 1")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _, part in _active(fp, features).groupby("feature", sort=True):
+        v = part.activation.to_numpy().astype(np.float64)
+        edges = np.linspace(0.0, float(v.max()), n_bands + 1)
+        edges[-1] = float(v.max())  # exact, so the top activation is inside the top band
+        band = np.searchsorted(edges[1:-1], v, side="left")  # edges[b] < v <= edges[b + 1]
+        for b in np.unique(band):
+            idx = np.flatnonzero(band == b)
+            pick = rng.choice(idx, size=min(per_band, idx.size), replace=False)
+            rows = part.iloc[pick].sort_values("activation", ascending=False, kind="stable")
+            out.append(rows.assign(band=int(b), band_low=edges[b], band_high=edges[b + 1],
+                                   band_count=int(idx.size), rank=np.arange(len(rows))))
+    if not out:
+        return pd.DataFrame(columns=BAND_COLUMNS)
+    df = _with_tokens(pd.concat(out, ignore_index=True), fp, tokens, context)
+    return df[BAND_COLUMNS].reset_index(drop=True)
 
 
 def histogram(fp: FeaturePass, features, n_bins: int = 20) -> pd.DataFrame:
@@ -191,7 +243,8 @@ def _token_strings(loaded: LoadedModel, ids: list[int]) -> list[str]:
 
 def feature_tables(
     loaded: LoadedModel, sae, layer: int, tokens: Tokens, features=None, n_top: int = 10,
-    n_bins: int = 20, batch_size: int = 32, impl: str = "auto",
+    n_bins: int = 20, batch_size: int = 32, impl: str = "auto", n_bands: int = 4,
+    per_band: int = 3,
 ) -> FeatureTables:
     """All feature tables for `features` (default: every feature active on `tokens`)."""
     check_sae_fits(sae, loaded.model, layer)
@@ -201,14 +254,17 @@ def feature_tables(
     heads = dfa_heads(fp, sae, layer, features)
     summary, per_head = head_summary(heads, sae, layer)
     return FeatureTables(
-        top_examples(fp, tokens, features, n_top), histogram(fp, features, n_bins), heads,
+        top_examples(fp, tokens, features, n_top),
+        band_examples(fp, tokens, features, n_bands, per_band),
+        histogram(fp, features, n_bins), heads,
         logit_effects(loaded, sae, layer, features, n_top), summary, per_head,
     )
 
 
 #: Run table name of each :class:`FeatureTables` field (``attnlab sae features``, the demo).
 FEATURE_TABLES = {
-    "top_examples": "sae_feature_examples", "histogram": "sae_feature_hist",
+    "top_examples": "sae_feature_examples", "bands": "sae_feature_bands",
+    "histogram": "sae_feature_hist",
     "dfa_heads": "sae_feature_heads", "logit_effects": "sae_logit_effects",
     "head_summary": "sae_head_summary", "head_features": "sae_head_features",
 }

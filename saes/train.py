@@ -192,6 +192,21 @@ def resume_trainer(trainer, start: Path, batch_tokens: int) -> None:
     ]
 
 
+def _update_pbar_every_step(trainer, step_output, pbar, update_interval: int = 100) -> None:
+    """SAE-Lens' progress-bar update, made exact: its own moves the bar by
+    ``100 * batch`` samples every 100th step only, so a run of 488 steps stopped the bar at
+    400/488 (82 %) and looked stalled while the SAE was saved and evaluated. This moves it to
+    the samples actually seen after every step (tqdm limits the redraws), so it reaches its
+    total when training ends; the loss description still changes every 100th step."""
+    from sae_lens.training.sae_trainer import _unwrap_item  # callables and tensors alike
+
+    if trainer.n_training_steps % update_interval == 0:
+        losses = " | ".join(f"{name}: {_unwrap_item(value):.5f}"
+                            for name, value in step_output.losses.items())
+        pbar.set_description(f"{trainer.n_training_steps}| {losses}")
+    pbar.update(trainer.n_training_samples - pbar.n)
+
+
 def as_buffer(acts: Tensor, d_in: int) -> Tensor:
     """(n, d_in) float32 view of activations given as (n, d_in) or (n, head, d_head)."""
     if acts.ndim == 3 and acts.shape[1] * acts.shape[2] == d_in:
@@ -240,6 +255,7 @@ def train_on_buffer(
     trainer = SAETrainer(cfg=trainer_config(cfg, device, ckpt_dir if info.is_main else None),
                          sae=sae, data_provider=iter(()),
                          save_checkpoint_fn=functools.partial(_mark_complete, signature=signature))
+    trainer._update_pbar = functools.partial(_update_pbar_every_step, trainer)
     if start is not None:
         resume_trainer(trainer, start, cfg.batch_tokens)
     resumed_from = trainer.n_training_samples

@@ -1,8 +1,8 @@
 """SAE features page: ONE choice of attention SAE (with the run describing it) for the whole
 page; type a prompt -> its features per token (through ``saes.encode``); then one feature's
-top examples (full contexts, the token coloured by its activation), density and histogram, DFA
-by head and logit effects. ``?feature=N`` in the address opens feature N (every feature id in
-the app links here)."""
+top examples (full contexts, the token coloured by its activation), examples from
+activation-quantile bands, density and histogram, DFA by head and logit effects.
+``?feature=N`` in the address opens feature N (every feature id in the app links here)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from analyses.figures import saes as sf
 from analyses.figures.heatmap import source_dfa_figure
 from dashboard import howto, live, state
 from dashboard.charts import show
-from dashboard.feature_view import examples_html, tokens_html
+from dashboard.feature_view import bands_html, examples_html, tokens_html
 from dashboard.links import (
     FEATURE_PARAM,
     feature_link_column,
@@ -118,6 +118,14 @@ if examples is not None:
     ex = examples.df[examples.df["feature"] == feature].sort_values("rank")
     top = float(ex["activation"].max()) if len(ex) else 1.0
     st.html(examples_html(ex, top))
+    bands = state.section(run, "sae_feature_bands") if "sae_feature_bands" in run.tables \
+        else None
+    if bands is None:
+        st.caption("This run predates activation-quantile bands; `attnlab sae features` "
+                   "writes them.")
+    else:
+        st.subheader("Examples by activation band")
+        st.html(bands_html(bands.df[bands.df["feature"] == feature], top))
     prompt_view(feature)
     left, right = st.columns(2)
     with left:

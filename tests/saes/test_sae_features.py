@@ -106,3 +106,34 @@ def test_head_summary_counts_families_of_driven_features():
     assert set(driven[driven["head"] == 0].feature) == {0, 1, 2}
     assert effective_count(np.array([1.0, 1.0, 0.0])) == pytest.approx(2.0)
     assert len(set(families(np.eye(3), 0.3))) == 3
+
+
+def test_band_examples_fall_inside_distinct_equal_width_bands(tables):
+    from saes.activations import collect_hook_z
+
+    loaded, tokens, sae, ft = tables
+    z = collect_hook_z(loaded, tokens, 1)
+    acts = sae.encode(z.z).detach().double()  # SAE-Lens' encode, independent of the tables
+    bands = ft.bands
+    assert len(bands) and bands.feature.nunique() == ft.top_examples.feature.nunique()
+    assert (bands.band_low < bands.activation).all()
+    assert (bands.activation <= bands.band_high + 1e-12).all()
+    for f, rows in bands.groupby("feature"):
+        a = acts[:, f][acts[:, f] > 0].numpy()
+        edges = np.linspace(0, a.max(), 5)  # 4 equal-width bands on (0, max]
+        per = rows.drop_duplicates("band").set_index("band").sort_index()
+        # distinct, non-overlapping ranges at the independent edges, with the true counts
+        assert np.allclose(per.band_low, edges[per.index], atol=1e-5)
+        assert np.allclose(per.band_high, edges[per.index + 1], atol=1e-5)
+        assert (per.band_low.to_numpy()[1:] >= per.band_high.to_numpy()[:-1]).all()
+        for b, r in per.iterrows():
+            inside = (a > edges[b] + 1e-6) & (a <= edges[b + 1] + 1e-6)
+            assert r.band_count == inside.sum()
+        assert per.band_count.sum() == a.size  # every activation is in exactly one band
+        assert (rows.groupby("band").size() <= 3).all()
+        assert (rows.groupby("band").size() == np.minimum(per.band_count, 3)).all()
+    # each example is a real token carrying the activation it reports
+    row = bands.iloc[-1]
+    hit = (z.prompt_idx == row.prompt_idx) & (z.pos == row.pos)
+    assert float(acts[hit][0, row.feature]) == pytest.approx(row.activation, abs=1e-5)
+    assert f"[[{row.token}]]" in row.context

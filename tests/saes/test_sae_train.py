@@ -182,3 +182,28 @@ def test_train_from_activation_shards_matches_live_activations(minilm, tmp_path)
     assert res.sae.cfg.d_in == 384 and (tmp_path / "sae" / "cfg.json").is_file()
     with pytest.raises(ValueError, match="d_in=384"):
         train_attention_sae(minilm, 2, small_cfg(), activations=torch.zeros(10, 128))
+
+
+def test_progress_bar_reaches_the_samples_of_every_step_run(monkeypatch):
+    """SAE-Lens moves its bar every 100th step only: 130 steps stopped it at 100. The bar
+    attnlab runs must end at its total, the samples of all steps taken."""
+    import io
+
+    import sae_lens.training.sae_trainer as trainer_module
+    from tqdm import tqdm
+
+    from saes.train import train_on_buffer
+
+    bars = []
+
+    class Recording(tqdm):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "file": io.StringIO()})  # drawn, off screen
+            bars.append(self)
+
+    monkeypatch.setattr(trainer_module, "tqdm", Recording)
+    cfg = small_cfg(total_tokens=32 * 130, n_checkpoints=0)
+    res = train_on_buffer(buffer().reshape(-1, 32), 1, cfg, "tiny")
+    assert res.n_steps == 130
+    assert len(bars) == 1
+    assert bars[0].total == bars[0].n == res.n_steps * cfg.batch_tokens
