@@ -3,13 +3,16 @@
 Streamlit's dataframe cuts a long ``context`` cell, hiding the ``[[token]]`` marker; here each
 example is one line of text with the active token on an orange background whose strength is
 its activation over the feature's top activation (sae_vis / Neuronpedia style), and the
-activation beside it. The ``sae_feature_examples`` table stores one activation per example
-(the marked token's), so only that token is coloured.
+activation beside it. Tables with ``context_tokens`` / ``context_acts`` / ``context_pos``
+(saes.features, JSON lists) get EVERY context token coloured by its own activation, the
+example's token underlined; runs written before those columns store only the marked token's
+activation, so there only that token is coloured.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pandas as pd
@@ -36,13 +39,39 @@ def example_html(context: str, activation: float, top: float) -> str:
     return "".join(parts)
 
 
+def context_html(str_tokens, acts, mark: int, top: float) -> str:
+    """Every context token on a background of strength activation / ``top`` (0 = none), the
+    token at index ``mark`` (the example's) underlined; tokens joined by spaces as in
+    ``context``."""
+    if len(str_tokens) != len(acts):
+        raise ValueError(f"{len(str_tokens)} context tokens but {len(acts)} activations: "
+                         "the table's context_tokens / context_acts are not aligned")
+    spans = []
+    for i, (tok, a) in enumerate(zip(str_tokens, acts)):
+        alpha = max(0.0, min(1.0, a / top)) if top > 0 else 0.0
+        underline = "; border-bottom: 2px solid #333; font-weight: 600" if i == mark else ""
+        spans.append(f'<span title="activation {a:.3g}" style="background: rgba(245,133,24,'
+                     f'{alpha:.3f}); border-radius: 3px{underline}">{html.escape(str(tok))}'
+                     "</span>")
+    return " ".join(spans)
+
+
+def _row_html(row, top: float) -> str:
+    """One example's context: per-token colours where the row has them, else the marker."""
+    acts = getattr(row, "context_acts", None)
+    if isinstance(acts, str):
+        return context_html(json.loads(row.context_tokens), json.loads(acts),
+                            int(row.context_pos), top)
+    return example_html(str(row.context), float(row.activation), top)
+
+
 def examples_html(examples: pd.DataFrame, top: float, css: str = "attnlab-examples") -> str:
     """All examples of one feature (rank order) as full-width rows: activation, context."""
     rows = [f'<div style="display: flex; gap: 1em; padding: 3px 0; border-bottom: 1px solid '
-            f'#eee"><code style="min-width: 5em; text-align: right">{a:.3g}</code>'
+            f'#eee"><code style="min-width: 5em; text-align: right">{r.activation:.3g}</code>'
             f'<span style="font-family: Menlo, Consolas, monospace; white-space: pre-wrap">'
-            f"{example_html(str(c), float(a), top)}</span></div>"
-            for a, c in zip(examples["activation"], examples["context"])]
+            f"{_row_html(r, top)}</span></div>"
+            for r in examples.itertuples(index=False)]
     return f'<div class="{css}">' + "".join(rows) + "</div>"
 
 

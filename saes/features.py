@@ -1,9 +1,11 @@
 """Feature tables of an attention SAE, long-format, for the dashboard and reports.
 
     ft = feature_tables(loaded, sae, layer, tokens)   # FeatureTables of DataFrames
-    ft.top_examples    feature, rank, activation, token, context, prompt_idx, pos
+    ft.top_examples    feature, rank, activation, token, context, prompt_idx, pos,
+                       context_tokens, context_acts, context_pos
     ft.bands           feature, band, band_low, band_high, band_count, rank, activation, token,
-                       context, prompt_idx, pos  (activation-quantile band examples)
+                       context, prompt_idx, pos, context_tokens, context_acts, context_pos
+                       (activation-quantile band examples)
     ft.histogram       feature, bin_left, bin_right, count        (non-zero activations)
     ft.dfa_heads       feature, layer, head, value, share, weight_share, n_active
     ft.logit_effects   feature, direction (promoted|suppressed), rank, token, value
@@ -20,11 +22,16 @@ where the feature is active; `share` = value / sum over heads (the heads' shares
 Logit effect (decoders only): the feature's decoder direction written through W_O of each
 head and read by the unembedding (through the final LayerNorm's centring and weight; its
 scale is per-token and left out), as in the paper's direct logit attribution of features.
-All encoding goes through `saes.encode`.
+`context_tokens` / `context_acts` (JSON lists, aligned): the tokens of the example's context
+window and the feature's activation at each of them (0 where it is inactive; `context_pos` is
+the example token's index in them; `context` stays the readable string), so the view can
+colour every token as sae_vis / Neuronpedia do; they come from the same sparse pass, no
+extra forward. All encoding goes through `saes.encode`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import numpy as np
@@ -107,15 +114,47 @@ def _context(str_tokens: list[str], pos: int, left: int, right: int) -> str:
     return " ".join([*before, f"[[{str_tokens[pos]}]]", *after])
 
 
+def _context_acts(fp: FeaturePass, df: pd.DataFrame, lengths: list[int], left: int,
+                  right: int) -> list[str]:
+    """Per example row of `df`, JSON list of its feature's activation at each context token.
+
+    The window is `_context`'s (pos - left .. pos + right, clipped to the prompt). Token rows
+    of `fp` are prompt-major with a prompt's real tokens at consecutive rows, so token
+    (p, q) is row first_row[p] + q; activations are looked up in the sparse (row, feature)
+    pairs, missing pairs being inactive (0).
+    """
+    d_sae = int(fp.dfa_sum.shape[0])
+    keys = fp.row.numpy().astype(np.int64) * d_sae + fp.feature.numpy().astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], fp.value.numpy()[order]
+    first_row = np.searchsorted(fp.prompt_idx.numpy(), np.arange(len(lengths)), side="left")
+    out = []
+    for f, p, q in zip(df.feature.to_numpy(), df.prompt_idx.to_numpy(), df.pos.to_numpy()):
+        rows = first_row[p] + np.arange(max(0, q - left), min(lengths[p], q + 1 + right))
+        want = rows.astype(np.int64) * d_sae + int(f)
+        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)  # df rows => nnz > 0
+        acts = np.where(keys[at] == want, vals[at], 0.0)
+        out.append(json.dumps([round(float(a), 6) for a in acts]))
+    return out
+
+
 def _with_tokens(df: pd.DataFrame, fp: FeaturePass, tokens: Tokens, context: int) -> pd.DataFrame:
-    """Add prompt_idx, pos, token and context to rows that hold a token ``row`` of `fp`."""
+    """Add prompt_idx, pos, token, context and the per-token context columns to rows that
+    hold a token ``row`` of `fp`."""
     df["prompt_idx"] = fp.prompt_idx.numpy()[df.row.to_numpy()]
     df["pos"] = fp.pos.numpy()[df.row.to_numpy()]
-    strs = tokens.str_tokens
+    strs, left, right = tokens.str_tokens, context, context // 2
     df["token"] = [strs[p][q] for p, q in zip(df.prompt_idx, df.pos)]
-    df["context"] = [_context(strs[p], q, context, context // 2)
-                     for p, q in zip(df.prompt_idx, df.pos)]
+    df["context"] = [_context(strs[p], q, left, right) for p, q in zip(df.prompt_idx, df.pos)]
+    df["context_tokens"] = [json.dumps(strs[p][max(0, q - left) : q + 1 + right])
+                            for p, q in zip(df.prompt_idx, df.pos)]
+    df["context_acts"] = _context_acts(fp, df, [len(s) for s in strs], left, right)
+    df["context_pos"] = np.minimum(df.pos.to_numpy(), left)  # the example token's index there
     return df
+
+
+#: JSON lists aligned per context token, and the example token's index in them
+CONTEXT_COLUMNS = ["context_tokens", "context_acts", "context_pos"]
 
 
 def _active(fp: FeaturePass, features) -> pd.DataFrame:
@@ -132,12 +171,13 @@ def top_examples(fp: FeaturePass, tokens: Tokens, features, n_top=10, context=8)
     df = df.groupby("feature", sort=True).head(n_top).copy()
     df["rank"] = df.groupby("feature").cumcount()
     df = _with_tokens(df, fp, tokens, context)
-    cols = ["feature", "rank", "activation", "token", "context", "prompt_idx", "pos"]
+    cols = ["feature", "rank", "activation", "token", "context", "prompt_idx", "pos",
+            *CONTEXT_COLUMNS]
     return df[cols].reset_index(drop=True)
 
 
 BAND_COLUMNS = ["feature", "band", "band_low", "band_high", "band_count", "rank", "activation",
-                "token", "context", "prompt_idx", "pos"]
+                "token", "context", "prompt_idx", "pos", *CONTEXT_COLUMNS]
 
 
 def band_examples(fp: FeaturePass, tokens: Tokens, features, n_bands: int = 4,

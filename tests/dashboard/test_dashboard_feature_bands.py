@@ -53,3 +53,27 @@ def test_a_run_without_bands_shows_top_examples_and_a_note(tmp_path, monkeypatch
     assert any("attnlab-examples" in h.proto.body for h in at.get("html"))
     assert not any("attnlab-bands" in h.proto.body for h in at.get("html"))
     assert any("predates activation-quantile bands" in c.value for c in at.caption)
+
+
+def test_every_context_token_is_coloured_by_its_own_activation():
+    import json
+
+    from dashboard.feature_view import examples_html
+
+    toks, acts = ["The", "<cat>", "sat", "on"], [0.0, 0.5, 2.0, 1.0]
+    per_token = pd.DataFrame([{"activation": 2.0, "context": "The <cat> [[sat]] on",
+                               "context_tokens": json.dumps(toks),
+                               "context_acts": json.dumps(acts), "context_pos": 2}])
+    body = examples_html(per_token, top=4.0)
+    spans = re.findall(r'<span title="activation ([^"]+)" style="background: '
+                       r'rgba\(245,133,24,([\d.]+)\)([^"]*)">([^<]*)</span>', body)
+    # one span per token, in order, alpha = activation / top (0 for the inactive token)
+    assert [t for *_, t in spans] == ["The", "&lt;cat&gt;", "sat", "on"]
+    assert [float(a) for _, a, _, _ in spans] == [0.0, 0.125, 0.5, 0.25]
+    assert [float(a) for a, *_ in spans] == acts
+    assert [("border-bottom" in s) for _, _, s, _ in spans] == [False, False, True, False]
+    # a row of an older run (no per-token columns) keeps the single marked token
+    old = per_token.drop(columns=["context_tokens", "context_acts", "context_pos"])
+    marked = re.findall(r"rgba\(245,133,24,([\d.]+)\)[^>]*>([^<]*)</span>",
+                        examples_html(old, top=4.0))
+    assert marked == [("0.50", "sat")]

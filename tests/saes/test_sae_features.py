@@ -28,7 +28,8 @@ def test_top_examples_are_the_largest_activations_with_their_tokens(tables):
     acts = sae.encode(z.z)  # SAE-Lens' own encode, independent of the tables' path
     ex = ft.top_examples
     assert list(ex.columns) == ["feature", "rank", "activation", "token", "context",
-                                "prompt_idx", "pos"]
+                                "prompt_idx", "pos", "context_tokens", "context_acts",
+                                "context_pos"]
     for f, rows in ex.groupby("feature"):
         ref = torch.sort(acts[:, f][acts[:, f] > 0], descending=True).values[:3]
         assert np.allclose(rows.sort_values("rank").activation.to_numpy(), ref.numpy(),
@@ -137,3 +138,30 @@ def test_band_examples_fall_inside_distinct_equal_width_bands(tables):
     hit = (z.prompt_idx == row.prompt_idx) & (z.pos == row.pos)
     assert float(acts[hit][0, row.feature]) == pytest.approx(row.activation, abs=1e-5)
     assert f"[[{row.token}]]" in row.context
+
+
+def test_context_acts_are_sae_lens_encode_at_every_context_token(tables):
+    import json
+
+    from saes.activations import collect_hook_z
+
+    loaded, tokens, sae, ft = tables
+    z = collect_hook_z(loaded, tokens, 1)
+    acts = sae.encode(z.z).detach()  # SAE-Lens' own encode, independent of the tables' path
+    n_checked = n_inactive = 0
+    for table in (ft.top_examples, ft.bands):
+        for r in table.itertuples():
+            got = np.array(json.loads(r.context_acts))
+            toks = json.loads(r.context_tokens)
+            length = int(tokens.lengths[r.prompt_idx])
+            lo, hi = max(0, r.pos - 8), min(length, r.pos + 5)  # window: 8 left, 4 right
+            assert len(got) == len(toks) == hi - lo and r.context_pos == r.pos - lo
+            assert toks == tokens.str_tokens[r.prompt_idx][lo:hi]
+            for i, q in enumerate(range(lo, hi)):
+                hit = (z.prompt_idx == r.prompt_idx) & (z.pos == q)
+                assert got[i] == pytest.approx(float(acts[hit][0, r.feature]), abs=1e-5)
+            assert got[r.context_pos] == pytest.approx(r.activation, abs=1e-5)
+            n_checked += len(got)
+            n_inactive += int((got == 0).sum())
+    # top-k (k=4 of 24) leaves most context tokens inactive: zeros are checked too
+    assert n_checked > 100 and 0 < n_inactive < n_checked
