@@ -35,7 +35,8 @@ from typing import Any
 
 #: the commands that split their work over processes (the others run in one)
 NPROC_COMMANDS = ("probe", "patch", "sae train", "report", "redundancy", "heads",
-                  "sae eval", "massive ablate", "massive sinks")
+                  "sae eval", "massive ablate", "massive sinks", "circuit discover",
+                  "circuit evaluate")
 
 
 def add_nproc(common: argparse.ArgumentParser) -> None:
@@ -88,7 +89,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     nproc = getattr(args, "nproc", 1) or 1
     name = " ".join([args.command] + [getattr(args, a) for a in ("sae_command",
                                                                  "organism_command",
-                                                                 "massive_command")
+                                                                 "massive_command",
+                                                                 "circuit_command")
                                       if getattr(args, a, None)])
     several = nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
     if several and name not in NPROC_COMMANDS:

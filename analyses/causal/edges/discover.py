@@ -18,6 +18,7 @@ from analyses.causal.batched import reduce_metric
 from analyses.causal.edges.ablate import circuit_metric
 from analyses.causal.edges.eap import EAPConfig, EdgeScores, edge_attribution
 from analyses.causal.edges.graph import build_graph
+from analyses.causal.edges.ranks import global_means, global_scores
 from analyses.causal.edges.sources import run_sources
 from analyses.causal.patching import PatchPair
 
@@ -54,9 +55,19 @@ def _exact(model: Any, pairs: Sequence[PatchPair], per_node: bool) -> EdgeScores
 
 def discover(model: Any, pairs: Sequence[PatchPair], method: str, steps: int = 5
              ) -> EdgeScores:
-    """Edge scores by ``method``: eap | eap-ig | exact-nodes | exact-edges."""
+    """Edge scores by ``method``: eap | eap-ig | exact-nodes | exact-edges.
+
+    Under torchrun ``pairs`` are this rank's (``shard_task``); the scores and metrics returned
+    are the means over every rank's pairs (:mod:`analyses.causal.edges.ranks`).
+    """
+    pairs = list(pairs)
     if method in ("eap", "eap-ig"):
-        return edge_attribution(model, pairs, EAPConfig(method, steps))
-    if method in ("exact-nodes", "exact-edges"):
-        return _exact(model, list(pairs), per_node=method == "exact-nodes")
-    raise ValueError(f"unknown method {method!r}: eap, eap-ig, exact-nodes or exact-edges")
+        res = edge_attribution(model, pairs, EAPConfig(method, steps))
+    elif method in ("exact-nodes", "exact-edges"):
+        res = _exact(model, pairs, per_node=method == "exact-nodes")
+    else:
+        raise ValueError(f"unknown method {method!r}: eap, eap-ig, exact-nodes or exact-edges")
+    n_local = sum(p.batch for p in pairs)
+    clean, corrupted = global_means([res.clean_metric, res.corrupted_metric], n_local)
+    return res._replace(scores=global_scores(res.scores, n_local), clean_metric=clean,
+                        corrupted_metric=corrupted)

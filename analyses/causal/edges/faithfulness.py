@@ -28,6 +28,7 @@ import torch
 from analyses.causal.batched import reduce_metric
 from analyses.causal.edges.ablate import circuit_metric
 from analyses.causal.edges.graph import EdgeGraph
+from analyses.causal.edges.ranks import global_count, global_means
 from analyses.causal.edges.sources import run_sources
 from analyses.causal.patching import PatchPair
 
@@ -71,7 +72,8 @@ def faithfulness_curve(model: Any, graph: EdgeGraph, scores: torch.Tensor,
 
     ``pairs``: chunks of the evaluation prompt pairs (their metrics are averaged, weighted by
     chunk size). One forward pass per chunk, budget and ranking, plus the clean and corrupted
-    runs.
+    runs. Under torchrun ``pairs`` are this rank's, and the metrics are the means over every
+    rank's pairs (:mod:`analyses.causal.edges.ranks`).
     """
     n_total = sum(p.batch for p in pairs)
     prepared = []
@@ -89,8 +91,13 @@ def faithfulness_curve(model: Any, graph: EdgeGraph, scores: torch.Tensor,
             n = int(budget * graph.n_edges)
             keep = top_edges(graph, scores, n, ranking)
             m = sum(w * circuit_metric(model, graph, keep, p, c) for p, c, w in prepared)
-            rows.append({"ranking": ranking, "budget": budget, "n_edges": n, "metric": m,
-                         "faithfulness": (m - corr_m) / (clean_m - corr_m)})
+            rows.append({"ranking": ranking, "budget": budget, "n_edges": n, "metric": m})
+    # under torchrun: the means over every rank's pairs (one process: as they are)
+    clean_m, corr_m, *metrics = global_means([clean_m, corr_m, *(r["metric"] for r in rows)],
+                                             n_total)
+    n_total = global_count(n_total)
+    for row, m in zip(rows, metrics):
+        row.update(metric=m, faithfulness=(m - corr_m) / (clean_m - corr_m))
     table = pd.DataFrame(rows)
     summary = []
     for ranking in rankings:

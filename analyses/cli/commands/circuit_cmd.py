@@ -9,7 +9,8 @@ MLPs, logits; :mod:`analyses.causal.edges`) and writes an ``edges`` table. ``eva
 that run, keeps the top edges at MIB's budgets (0.1% .. 50% of edges, and all), ablates every
 other edge with the **corrupted** run's activations, and writes the ``faithfulness`` curve and
 ``circuit_faithfulness`` (CPR, CMD) to a new run. It evaluates on held-out pairs (seed + 1)
-unless --seed is given.
+unless --seed is given. Both take ``--nproc N``: the pairs are split over N processes and
+the pair-weighted means gathered (rank 0 writes the run).
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def _dataset(model_name: str, task: str, n: int, seed: int):
 
 
 def run_discover(args) -> int:
+    from analyses.causal.distributed import shard_task
     from analyses.causal.edges.discover import discover
     from analyses.causal.edges.eap import scores_table
     from analyses.causal.edges.sources import task_chunks
+    from analyses.cli.launch import start_run
     from data.store import RunStore
     from probes.models import load_model
 
@@ -81,10 +84,11 @@ def run_discover(args) -> int:
     loaded = load_model(args.model, device=args.device)
     if loaded.kind != "decoder":
         raise UsageError(f"--model {args.model} is an encoder; edge circuits need a decoder")
-    ds = _dataset(loaded.name, args.task, args.n, args.seed)
+    ds = shard_task(_dataset(loaded.name, args.task, args.n, args.seed))  # this rank's pairs
     config = {k: getattr(args, k) for k in ("task", "method", "steps", "n", "seed",
                                             "batch_size")}
-    with RunStore(args.runs_dir).start_run("circuit-discover", loaded.name, config) as run_:
+    with start_run(RunStore(args.runs_dir), command="circuit-discover", model=loaded.name,
+                   config=config) as run_:
         res = discover(loaded.model, task_chunks(ds, args.batch_size), args.method, args.steps)
         table = scores_table(res).assign(task=args.task)
         run_.write_table("edges", table)
@@ -97,9 +101,11 @@ def run_discover(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    from analyses.causal.distributed import shard_task
     from analyses.causal.edges.faithfulness import faithfulness_curve
     from analyses.causal.edges.sources import task_chunks
     from analyses.causal.edges.table import scores_matrix
+    from analyses.cli.launch import start_run
     from data.store import RunStore
     from probes.models import load_model
 
@@ -115,10 +121,11 @@ def run_evaluate(args) -> int:
     loaded = load_model(manifest["model"], device=args.device)
     edges = source.read_table("edges")
     graph, scores = scores_matrix(loaded.model, edges)
-    ds = _dataset(loaded.name, cfg["task"], n, seed)
+    ds = shard_task(_dataset(loaded.name, cfg["task"], n, seed))  # this rank's pairs
     config = {"source_run": args.run, "task": cfg["task"], "method": cfg["method"], "n": n,
               "seed": seed, "ablation": "corrupted", "batch_size": args.batch_size}
-    with store.start_run("circuit-evaluate", loaded.name, config) as run_:
+    with start_run(store, command="circuit-evaluate", model=loaded.name,
+                   config=config) as run_:
         curve = faithfulness_curve(loaded.model, graph, scores, task_chunks(ds, args.batch_size))
         run_.write_table("faithfulness", curve.table.assign(task=cfg["task"],
                                                             method=cfg["method"]))
