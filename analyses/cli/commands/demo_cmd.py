@@ -45,8 +45,8 @@ DESCRIPTION = (
 def register(sub, common) -> None:
     p = add_command(sub, common, "demo", run, HELP, DESCRIPTION)
     p.add_argument("--only", default=None,
-                   help="comma-separated stages: probes,smollm2,redundancy,circuits,sae "
-                   "(default: all)")
+                   help="comma-separated stages: probes,smollm2,interventions,redundancy,edges,"
+                   "circuits,sae (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="only the MiniLM probes (same as --only probes, ~15 s)")
     p.add_argument("--n-sentences", type=int, default=None,
@@ -134,7 +134,7 @@ def run_stages(args, stages: tuple[str, ...], cfg) -> int:
 
 
 def print_summary(results, skipped: list[str], root, wall: float, cpu: float) -> None:
-    print(f"\n{len(results)} run(s) written to {root} in {wall:.0f} s wall, {cpu:.0f} s CPU "
+    print(f"\n{len(results)} stage(s) written to {root} in {wall:.0f} s wall, {cpu:.0f} s CPU "
           "(model loading and imports included)")
     for r in results:
         print(f"\n{r.stage:<11} {r.wall_s:5.1f} s wall {r.cpu_s:5.1f} s CPU  run {r.run_id}")

@@ -25,8 +25,12 @@ STAGE_TABLES = {
     "probes": ("demo", {"entropy", "massive", "massive_summary", "head_norms"}),
     "smollm2": ("demo", {"entropy", "massive", "massive_summary", "head_norms", "sinks",
                          "sink_rate", "patching"}),
+    # a stage's result is its last run: the sink study (after the massive ablation run) and
+    # the faithfulness evaluation (after the edge discovery run)
+    "interventions": ("massive sinks", {"sink_decomposition", "sink_removal"}),
     "redundancy": ("redundancy", {"redundancy", "drop_curve", "speedup", "head_importance",
                                   "head_importance_corr"}),
+    "edges": ("circuit-evaluate", {"faithfulness", "circuit_faithfulness"}),
     "circuits": ("report circuit", {"patching", "impairment", "circuit_roles",
                                     "circuit_sae_features"}),
     "sae": ("sae features", {"sae_feature_examples", "sae_feature_hist", "sae_feature_heads",
@@ -71,6 +75,10 @@ def test_each_stage_writes_a_complete_run_with_its_tables(demo):
     assert set(probes.read_table("massive")["dim"]) == {99}  # MiniLM's massive dimension
     circuit = store.open_run(stage_run(results, "circuits"))
     assert (circuit.path / "report.html").stat().st_size > 10_000  # self-contained figures
+    ablations = store.find_runs("massive_ablation", model="minilm")
+    assert len(ablations) == 1 and ablations[0].has_table("massive_sites")
+    source = store.open_run(stage_run(results, "edges")).manifest["config"]["source_run"]
+    assert store.open_run(source).has_table("edges")  # the evaluation names its discovery run
     sae = store.open_run(stage_run(results, "sae"))
     assert sae.read_table("sae_feature_examples")["feature"].nunique() > 10
     assert sae.manifest["config"]["tokens"] == TINY.sae_tokens
@@ -144,14 +152,13 @@ def test_circuits_page_links_the_demo_report(demo, monkeypatch):
     assert "report.html (self-contained, offline)" in [
         b.proto.label for b in at.get("download_button")]
     circuit = stage_run(results, "circuits")
-    assert at.selectbox(key="circuits_patching_run").value == circuit  # the full report first
-    assert at.selectbox(key="circuits_impairment_run").value == circuit
+    assert at.selectbox(key="circuits_run").value == circuit  # the full report first
 
 
 @pytest.mark.parametrize("page,keys", [
-    ("views/attention.py", ("attn_entropy_run", "attn_norms_run", "attn_sinks_run")),
-    ("views/massive.py", ("massive_summary_run", "massive_run")),
-    ("views/circuits.py", ("circuits_patching_run",)),
+    ("views/attention.py", ("attn_run",)),  # one run selector per page
+    ("views/massive.py", ("massive_run",)),
+    ("views/circuits.py", ("circuits_run",)),
 ])
 def test_pages_show_the_smollm2_run(demo, monkeypatch, page, keys):
     root, results = demo
@@ -168,7 +175,8 @@ def test_pages_show_the_smollm2_run(demo, monkeypatch, page, keys):
     if page == "views/attention.py":
         assert any(t.startswith("Attention sinks") for t in titles), titles
     if page == "views/circuits.py":
-        assert "z patching (attribution_denoising)" in titles, titles
+        # the title, then the sign convention as a subtitle
+        assert any(t.startswith("z patching (attribution_denoising)<br>") for t in titles), titles
 
 
 def test_demo_cli_runs_chosen_stages_and_prints_times(tmp_path, capsys):
@@ -205,7 +213,8 @@ def test_demo_cli_skips_smollm2_when_it_is_not_installed(tmp_path, capsys, monke
 def test_bad_stage_and_sizes_are_clear_errors(tmp_path, capsys):
     assert parse_stages("sae, probes") == ("probes", "sae")  # run order, not typed order
     with pytest.raises(ValueError,
-                       match="choose from probes, smollm2, redundancy, circuits, sae"):
+                       match="choose from probes, smollm2, interventions, redundancy, edges, "
+                       "circuits, sae"):
         parse_stages("probes,ablation")
     with pytest.raises(ValueError, match="--n-items must be >= 4"):
         DemoConfig(n_items=2)
