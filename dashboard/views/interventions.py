@@ -34,7 +34,7 @@ ABLATION = Section(
     "(hook_resid_post) on held-out text: zero, their reference mean (Sun et al. 2024: mean "
     "keeps perplexity, zero collapses the model), and a control zeroing as many random "
     "non-massive entries (several draws).",
-    "massive_ablation", "massive_ablation_run", "attnlab massive ablate --model smollm2",
+    "massive_ablation", "massive_ablation_run", "attnlab massive ablate --model {model}",
     "metrics with the massive activations patched")
 SINKS = Section(
     "Attention sinks, causally",
@@ -43,27 +43,40 @@ SINKS = Section(
     "|v0 W_O|, and the change of the held-out metric when that attention is removed and the "
     "rest renormalised.",
     "sink_decomposition", "sink_study_run",
-    "attnlab massive sinks --model smollm2 --top-heads 5",
+    "attnlab massive sinks --model {model} --top-heads 5",
     "the q/k/cos decomposition of the attention to position 0")
 
 
-def _open(section: Section) -> state.Loaded | None:
-    """Header, caption and run picker of ``section``; its table, or None (with a message)."""
+def _open(section: Section, model: str | None) -> state.Loaded | None:
+    """Header, caption and run picker of ``section``; its table, or None (with a message).
+
+    ``model``: the page run's model. Only that model's intervention runs are offered (a page
+    never mixes models); with none, the command for that model, and which models have one.
+    """
     st.header(section.title)
     st.caption(section.caption)
-    if readers.runs_with_table(section.table).empty:
-        st.info(f"No completed run holds the table **{section.table}** ({section.what}). Run:")
-        st.code(section.command, language="bash")
+    runs = readers.runs_with_table(section.table)
+    mine = runs if model is None or runs.empty else runs[runs["model"] == model]
+    if mine.empty:
+        others = sorted(set(runs["model"].dropna())) if not runs.empty else []
+        what = f"for {model}" if model else ""
+        st.info(f"No completed run {what} holds the table **{section.table}** "
+                f"({section.what}). Run:")
+        st.code(section.command.format(model=model or "smollm2"), language="bash")
+        if others:
+            st.caption(f"Runs of {', '.join(others)} hold it: pick one of them as the page run.")
         return None
-    run_id = state.choose_run(section.table, key=section.key)
+    ids = list(mine["run_id"])
+    run_id = st.selectbox("Run", ids, key=section.key,
+                          format_func=lambda r: f"{r} ({model})" if model else r)
     loaded = None if run_id is None else state.read(run_id, section.table)
     if loaded is not None and loaded.model == "smollm2":
         st.caption("SmolLM2-135M-Instruct in its Q4_1 quantisation (dequantised to fp32).")
     return loaded
 
 
-def show_ablation() -> None:
-    table = _open(ABLATION)
+def show_ablation(model: str | None = None) -> None:
+    table = _open(ABLATION, model)
     if table is None:
         return
     sites = state.read_optional(table.run_id, "massive_sites")
@@ -78,8 +91,8 @@ def show_ablation() -> None:
         show(fig.ablation_sink_rate_figure(table.df), key="massive_ablation_sinks")
 
 
-def show_sinks() -> None:
-    dec = _open(SINKS)
+def show_sinks(model: str | None = None) -> None:
+    dec = _open(SINKS, model)
     if dec is None:
         return
     show(fig.sink_decomposition_figure(dec.df), key="sink_decomposition_fig")
@@ -91,7 +104,7 @@ def show_sinks() -> None:
         show(fig.sink_removal_figure(removal.df), key="sink_removal_fig")
 
 
-def show_interventions() -> None:
-    """Both sections (called by the Massive activations page)."""
-    show_ablation()
-    show_sinks()
+def show_interventions(model: str | None = None) -> None:
+    """Both sections (called by the Massive activations page with its run's model)."""
+    show_ablation(model)
+    show_sinks(model)

@@ -106,4 +106,4 @@ elif sources:
             st.caption(f"mean R² over layers: {fit.params['r2'].mean():.3f} (the paper reports "
                        "0.984 over Pythia layers); peak_step = argmax of the fitted curve.")
 
-show_interventions()  # the causal tests: massive ablation and sinks
+show_interventions(None if run is None else run.model)  # causal tests, same model

@@ -84,3 +84,22 @@ def test_panel_says_how_to_make_the_runs(tmp_path, monkeypatch):
     codes = [c.value for c in at.code]
     assert "attnlab massive ablate --model smollm2" in codes
     assert any(c.startswith("attnlab massive sinks") for c in codes)
+
+
+def test_panel_offers_only_the_page_runs_model(tmp_path, monkeypatch):
+    """A page shows one model: with an organism page run, a SmolLM2 ablation run is not offered;
+    the panel names the organism's command instead (and which models have a run)."""
+    from tests.support.store import massive_summary_table
+
+    store = RunStore(tmp_path / "runs")
+    with store.start_run(command="massive ablate", model="smollm2") as run:
+        run.write_table("massive_ablation", ablation_table())
+    with store.start_run(command="probe", model="organism") as run:
+        run.write_table("massive_summary", massive_summary_table())
+    at = open_massive_page(store.root, monkeypatch)
+    codes = [c.value for c in at.code]
+    assert "attnlab massive ablate --model organism" in codes, codes
+    assert not [c for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith(
+                    "Massive activations patched")]
+    assert "Runs of smollm2 hold it" in "\n".join(c.value for c in at.caption)

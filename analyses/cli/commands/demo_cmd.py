@@ -45,7 +45,7 @@ DESCRIPTION = (
 def register(sub, common) -> None:
     p = add_command(sub, common, "demo", run, HELP, DESCRIPTION)
     p.add_argument("--only", default=None,
-                   help="comma-separated stages: probes,smollm2,interventions,redundancy,edges,"
+                   help="comma-separated stages: smollm2,probes,interventions,redundancy,edges,"
                    "circuits,sae (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="only the MiniLM probes (same as --only probes, ~15 s)")

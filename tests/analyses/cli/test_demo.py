@@ -22,9 +22,9 @@ pytestmark = pytest.mark.slow
 
 #: stage -> (run command, tables the dashboard reads from that run)
 STAGE_TABLES = {
-    "probes": ("demo", {"entropy", "massive", "massive_summary", "head_norms"}),
     "smollm2": ("demo", {"entropy", "massive", "massive_summary", "head_norms", "sinks",
                          "sink_rate", "patching"}),
+    "probes": ("demo", {"entropy", "massive", "massive_summary", "head_norms"}),
     # a stage's result is its last run: the sink study (after the massive ablation run) and
     # the faithfulness evaluation (after the edge discovery run)
     "interventions": ("massive sinks", {"sink_decomposition", "sink_removal"}),
@@ -213,7 +213,7 @@ def test_demo_cli_skips_smollm2_when_it_is_not_installed(tmp_path, capsys, monke
 def test_bad_stage_and_sizes_are_clear_errors(tmp_path, capsys):
     assert parse_stages("sae, probes") == ("probes", "sae")  # run order, not typed order
     with pytest.raises(ValueError,
-                       match="choose from probes, smollm2, interventions, redundancy, edges, "
+                       match="choose from smollm2, probes, interventions, redundancy, edges, "
                        "circuits, sae"):
         parse_stages("probes,ablation")
     with pytest.raises(ValueError, match="--n-items must be >= 4"):
