@@ -46,5 +46,7 @@ def test_edges_benchmark_runs_as_a_script_on_the_organism():
     for label in ("EAP", "EAP-IG 5"):
         ms, ratio = map(float, re.search(rf"{re.escape(label)}\s+(\d+\.\d) ms\s+\((\d+\.\d\d)x "
                                          r"fwd\+bwd\)", out).groups())
-        assert ratio == pytest.approx(ms / ref, abs=0.02), label
+        # the ratio is of the unrounded times; the printed ms are rounded to 0.1 ms
+        slack = (ms / ref) * (0.05 / ref + 0.05 / ms) + 0.005
+        assert ratio == pytest.approx(ms / ref, abs=slack), label
     assert float(re.search(r"peak memory (\d+) MiB", out).group(1)) > 0
