@@ -116,7 +116,7 @@ def run_ablate(args) -> int:
         check_layers("--layer", [args.layer], loaded.cfg.n_layers)
     store = RunStore(args.runs_dir)
     with start_run(store, command="massive ablate", model=args.model,
-                         config=_jsonable(dataclasses.asdict(config))) as run_:
+                         config=dataclasses.asdict(config)) as run_:
         res = massive_ablation(loaded, config)
         run_.write_table("massive_ablation", res.table.assign(model=loaded.name))
         run_.write_table("massive_sites", res.sites.table().assign(model=loaded.name))
@@ -167,7 +167,7 @@ def run_sinks(args) -> int:
     check_heads("--heads", heads, loaded.cfg)
     store = RunStore(args.runs_dir)
     with start_run(store, command="massive sinks", model=args.model,
-                         config=_jsonable(dataclasses.asdict(config))) as run_:
+                         config=dataclasses.asdict(config)) as run_:
         res = sink_study(loaded, config)
         run_.write_table("sink_decomposition", res.decomposition.assign(model=loaded.name))
         run_.write_table("sink_removal", res.removal.assign(model=loaded.name))
@@ -181,12 +181,3 @@ def run_sinks(args) -> int:
             what = f"layer {r.layer}" if r.head < 0 else head_label(r.layer, r.head)
             print(f"    {what:>9}: {r.value:.4f} ({r.delta:+.4f})")
     return 0
-
-
-def _jsonable(obj):
-    """A config dict with tuples as lists (the manifest is JSON)."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
