@@ -12,9 +12,13 @@ all positions) sweep by
 and, with ``--model smollm2`` (or ``--attribution-all``), attribution patching of every head
 and sublayer at once (z, q, k, v with AtP*'s q/k fix, attn_out, mlp_out:
 ``attribute_many``) against one forward + backward pass of the same prompts, and the peak
-memory of each sweep (allocations counted by ``torch.profiler``). On SmolLM2 the hook-engine
-sweep is skipped (minutes; ``--hooks`` adds it) and TransformerLens' FLOPs are counted on one
-forward pass times the number of passes its sweep runs (one per head, plus its clean run).
+memory of each sweep (allocations counted by ``torch.profiler``). Every run also prints the
+peak memory of that all-at-once attribution unchunked and split into chunks of
+``--chunk-pairs`` prompt pairs (``attribute_many(chunk_pairs=...)``, issue 18), beside the
+chunk size :func:`analyses.causal.attribution.pairs_per_chunk` picks for the 256 MB budget.
+On SmolLM2 the hook-engine sweep is skipped (minutes; ``--hooks`` adds it) and
+TransformerLens' FLOPs are counted on one forward pass times the number of passes its sweep
+runs (one per head, plus its clean run).
 
 For each batch size in ``--n`` it prints wall times (best of interleaved repeats), ratios,
 the floating-point operations of ours and of TransformerLens' sweep (counted by
@@ -61,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--attribution-all", action=argparse.BooleanOptionalAction, default=None,
                    help="time attribution of all heads/sublayers vs one forward+backward and "
                    "measure peak memory (default: on for smollm2)")
+    p.add_argument("--chunk-pairs", default="1,4",
+                   help="chunk sizes (prompt pairs) whose attribution peak memory is printed")
     p.add_argument("--random", action="store_true",
                    help="a random 4-layer model with d_model 192 (3x the organism's) and random "
                    "prompts (no checkpoint)")
@@ -190,11 +196,24 @@ def bench(model, pair, rounds: int, hooks: bool = True, attr_all: bool = False) 
     return Bench(times, out, flops(runs["ours"]), flops_tl, peaks)
 
 
+def chunk_peaks(model, pair, sizes) -> dict[str, float]:
+    """Peak MiB of attribution of every head and sublayer (AtP* q/k), whole and chunked."""
+    from analyses.causal.attribution import attribute_many
+    from analyses.causal.patching import PatchingConfig
+
+    configs = [PatchingConfig(c) for c in ALL_COMPONENTS]
+    peaks = {"unchunked": peak_mb(lambda: attribute_many(model, pair, configs, qk_fix=True))}
+    for size in (s for s in sizes if s < pair.batch):
+        peaks[f"chunks of {size}"] = peak_mb(
+            lambda s=size: attribute_many(model, pair, configs, qk_fix=True, chunk_pairs=s))
+    return peaks
+
+
 def main(argv=None) -> None:
     import logging
     import warnings
 
-    from analyses.causal.attribution import correlation
+    from analyses.causal.attribution import correlation, pairs_per_chunk
 
     # Only raw metric values are compared here: the "normalised effects unreliable" warning
     # (random model) and TransformerLens' deprecation notice are noise in this output.
@@ -240,6 +259,10 @@ def main(argv=None) -> None:
         print("peak memory allocated by torch: "
               + ", ".join(f"{k} {v:.1f} MiB" for k, v in r.peaks.items())
               + (" (tl: one run_with_cache)" if "tl" in r.peaks else ""))
+        sizes = [int(v) for v in str(args.chunk_pairs).split(",")]
+        print("peak memory of attribution, all heads/sublayers, by chunk: "
+              + ", ".join(f"{k} {v:.1f} MiB" for k, v in chunk_peaks(model, pair, sizes).items())
+              + f" (256 MB budget -> {pairs_per_chunk(model, pair.n_pos, 256.0)} pairs/chunk)")
 
 
 if __name__ == "__main__":

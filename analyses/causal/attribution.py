@@ -16,9 +16,13 @@ model without LayerNorm, where the logits are linear in z, v and the pattern).
 
 At scale (SmolLM2: every head's z, q, k, v and every attention/MLP sublayer at once),
 :func:`attribute_many` runs one forward pass on the source prompts and one forward + backward
-on the base prompts for all its sweeps together. ``qk_fix=True`` applies AtP*'s fix for
-query and key patches (Kramár et al. 2024; :mod:`analyses.causal.attribution_qk`): the
-attention softmax of the patched head is recomputed exactly instead of linearised.
+on the base prompts for all its sweeps together, per chunk of prompt pairs (``chunk_pairs``;
+memory is bounded by the chunk). The metric is a mean over prompts, so the full batch's
+effects and baselines are the prompt-count-weighted sums of the chunks'; GradDrop sums each
+dropped layer's effect over chunks before its absolute value: chunked equals unchunked.
+``qk_fix=True`` applies AtP*'s fix for query and key patches (Kramár et al. 2024;
+:mod:`analyses.causal.attribution_qk`): the attention softmax of the patched head is
+recomputed exactly instead of linearised.
 ``grad_drop=True`` applies AtP*'s GradDrop (:mod:`analyses.causal.attribution_graddrop`),
 against cancellation between a component's direct and indirect effects: L extra backward
 passes, each with one layer's residual contributions cut from the gradient, combined into
@@ -31,6 +35,7 @@ TransformerLens has no attribution patching; this module reuses its hook points 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -43,7 +48,7 @@ from analyses.causal.attribution_graddrop import (
     gate_names,
 )
 from analyses.causal.attribution_qk import QK, qk_effects, qk_names
-from analyses.causal.batched import reduce_metric
+from analyses.causal.batched import Runner, reduce_metric, rows_per_pass
 from analyses.causal.fast import component_heads
 from analyses.causal.patching import (
     Baselines,
@@ -59,6 +64,7 @@ from analyses.causal.patching import (
     unwrap,
 )
 from probes.hooks import record
+from probes.models import is_encoder
 
 _GRAD_ENTRY = "blocks.0.hook_resid_pre"
 
@@ -96,7 +102,7 @@ def _forward_backward(runner, tokens, metric, names, drop: DropState | None = No
 
 def attribute_many(
     model, pair: PatchPair, configs: Sequence[PatchingConfig], qk_fix: bool = False,
-    grad_drop: bool = False,
+    grad_drop: bool = False, chunk_pairs: int | None = None,
 ) -> list[PatchingResult]:
     """Attribution estimates for several sweeps from one forward+backward per side.
 
@@ -105,6 +111,10 @@ def attribute_many(
     ``attribution[_qk][_graddrop]_<method>``. ``qk_fix``: q and k sweeps use AtP*'s exact
     softmax (module doc). ``grad_drop``: the effect is AtP*'s GradDrop score, a non-negative
     size (L more backward passes; :mod:`analyses.causal.attribution_graddrop`).
+    ``chunk_pairs``: run at most this many prompt pairs per forward+backward (memory is
+    bounded by the chunk, not the dataset; :func:`pairs_per_chunk` sizes one to a budget).
+    The result is the unchunked one (up to float rounding); the metric must then return one
+    value per prompt, computed from that prompt's output row alone. None: one chunk.
     """
     model = unwrap(model)
     runner = make_runner(model, pair)
@@ -118,50 +128,132 @@ def attribute_many(
     if qk_fix:
         names |= set(qk_names(model.cfg, {la for c in configs if c.component in QK
                                           for la in _layers(c, runner.n_layers)}))
-    names = sorted(names)
-    base_tokens, src_tokens = (
-        (pair.corrupted, pair.clean) if method == "denoising" else (pair.clean, pair.corrupted)
-    )
-    drop = DropState() if grad_drop else None
-    base_metric, base_acts, grads, regrad = _forward_backward(runner, base_tokens, pair.score,
-                                                              names, drop)
-    with torch.no_grad():
-        src_out, src_acts = record(model, names, lambda: runner.full(src_tokens))
-        src_metric = float(reduce_metric(pair.score(src_out)))
+    sweep = _Sweep(model, pair, list(configs), sorted(names), method, qk_fix, grad_drop)
+    base_metric = src_metric = 0.0
+    sums = None  # per backward pass (GradDrop: one per dropped layer), per config: effects
+    for rows in chunk_slices(pair.batch, chunk_pairs):
+        part = sweep.chunk(rows)
+        base_metric, src_metric = base_metric + part[0], src_metric + part[1]
+        sums = part[2] if sums is None else [[a + b for a, b in zip(s, p)]
+                                             for s, p in zip(sums, part[2])]
+    if grad_drop:  # |.| of each dropped layer's batch-summed effect, then GradDrop's scaling
+        per_config = [combine(sum(s[i].abs() for s in sums), runner.n_layers)
+                      for i in range(len(configs))]
+    else:
+        per_config = sums[0]
     clean_m, corr_m = (src_metric, base_metric) if method == "denoising" else (base_metric,
                                                                                  src_metric)
     base = Baselines(clean_m, corr_m, {}, {})
-
-    def effects(grads_now, c):
-        with torch.no_grad():
-            return _effects(c, pair, model, base_acts, src_acts, grads_now,
-                            qk_fix and c.component in QK)
-
-    if grad_drop:  # sum over dropped layers of |AtP+GD_l|, then GradDrop's normalisation
-        totals = [effects(regrad(0), c).abs() for c in configs]
-        for layer in range(1, runner.n_layers):
-            grads_l = regrad(layer)
-            totals = [t + effects(grads_l, c).abs() for t, c in zip(totals, configs)]
-        per_config = [combine(t, runner.n_layers) for t in totals]
-    else:
-        per_config = [effects(grads, c) for c in configs]
     return [_result(c, eff, runner.n_layers, pair, base, base_metric,
                     f"attribution{'_qk' if qk_fix and c.component in QK else ''}"
                     f"{'_graddrop' if grad_drop else ''}_{c.method}")
             for c, eff in zip(configs, per_config)]
 
 
+def chunk_slices(batch: int, chunk_pairs: int | None) -> list[slice]:
+    """The prompt rows of each chunk: ``chunk_pairs`` at a time (None: all in one)."""
+    if chunk_pairs is None:
+        return [slice(0, batch)]
+    if isinstance(chunk_pairs, bool) or not isinstance(chunk_pairs, int) or chunk_pairs < 1:
+        raise ValueError(f"chunk_pairs must be a positive int or None, got {chunk_pairs!r}")
+    return [slice(start, min(start + chunk_pairs, batch))
+            for start in range(0, batch, chunk_pairs)]
+
+
+def pairs_per_chunk(model, n_pos: int, memory_budget_mb: float) -> int:
+    """Prompt pairs per chunk of :func:`attribute_many` within ``memory_budget_mb`` (>= 1).
+
+    An estimate: a pair costs ``n_layers`` times one row of
+    :func:`analyses.causal.batched.rows_per_pass` (one layer's transient tensors plus the
+    logits), as the backward pass keeps every layer's. It counts the logits once per layer, so
+    it is conservative for large vocabularies. Measured (``benchmarks/patching.py``, every head
+    and sublayer with AtP*'s q/k fix): organism, 15 tokens, 0.56 MB/pair estimated, 0.57 MiB
+    per pair peak at 32 pairs.
+    """
+    model = unwrap(model)
+    return max(1, rows_per_pass(model, n_pos, memory_budget_mb) // model.cfg.n_layers)
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """One :func:`attribute_many` call; :meth:`chunk` runs its passes on some prompt rows."""
+
+    model: object
+    pair: PatchPair
+    configs: list[PatchingConfig]
+    names: list[str]
+    method: str
+    qk_fix: bool
+    grad_drop: bool
+
+    def chunk(self, rows: slice):
+        """(base metric, source metric, effects[pass][config]) of the prompts at ``rows``,
+        each a summand of the full batch's (the metric's mean over all prompts)."""
+        pair, model = self.pair, self.model
+        whole = rows.stop - rows.start == pair.batch
+        mask = None if pair.attention_mask is None else pair.attention_mask[rows]
+        runner = Runner(model, is_encoder(model), mask)
+        metric = pair.score if whole else _rows_metric(pair, rows)
+        clean, corrupted = pair.clean[rows], pair.corrupted[rows]
+        base_tokens, src_tokens = (corrupted, clean) if self.method == "denoising" else (
+            clean, corrupted)
+        drop = DropState() if self.grad_drop else None
+        base_metric, base_acts, grads, regrad = _forward_backward(runner, base_tokens, metric,
+                                                                  self.names, drop)
+        with torch.no_grad():
+            src_out, src_acts = record(model, self.names, lambda: runner.full(src_tokens))
+            src_metric = float(reduce_metric(metric(src_out)))
+        n_pos = pair.n_pos
+
+        def effects(grads_now) -> list[torch.Tensor]:
+            with torch.no_grad():
+                return [_effects(c, n_pos, model, base_acts, src_acts, grads_now,
+                                 self.qk_fix and c.component in QK) for c in self.configs]
+
+        passes = range(runner.n_layers) if self.grad_drop else [None]
+        sums = [effects(grads if layer is None else regrad(layer)) for layer in passes]
+        return base_metric, src_metric, sums
+
+
+def _rows_metric(pair: PatchPair, rows: slice):
+    """The metric of the prompts at ``rows`` as their share of the full batch's mean.
+
+    ``pair.metric`` is written for the whole batch (e.g. it reads each prompt's answer by row),
+    so it gets a full-batch output whose other rows are zero and only ``rows``' values are
+    kept: (batch, ...) at the scored positions with ``score_pos``, else (batch, pos, ...).
+    """
+
+    def metric(out: torch.Tensor) -> torch.Tensor:  # out: (chunk, pos, ...)
+        if pair.score_pos is not None:
+            here = torch.arange(out.shape[0], device=out.device)
+            out = out[here, pair.score_pos[rows].to(out.device)]
+        pad = out.shape[1:]
+        full = torch.cat([out.new_zeros(rows.start, *pad), out,
+                          out.new_zeros(pair.batch - rows.stop, *pad)])
+        values = torch.as_tensor(pair.metric(full))
+        if values.ndim == 0 or values.shape[0] != pair.batch:
+            raise ValueError(
+                f"metric {pair.metric_name!r} returned shape {tuple(values.shape)}, not one "
+                f"value per prompt ({pair.batch},): chunked attribution needs per-prompt "
+                "values to combine chunks exactly; return one value per prompt or pass "
+                "chunk_pairs=None")
+        return values[rows].float().sum() / values.numel()
+
+    return metric
+
+
 def attribute(model, pair: PatchPair, config: PatchingConfig, qk_fix: bool = False,
-              grad_drop: bool = False) -> PatchingResult:
+              grad_drop: bool = False, chunk_pairs: int | None = None) -> PatchingResult:
     """Attribution-patching estimates for one sweep (see :func:`attribute_many`)."""
-    return attribute_many(model, pair, [config], qk_fix, grad_drop)[0]
+    return attribute_many(model, pair, [config], qk_fix, grad_drop, chunk_pairs)[0]
 
 
-def _effects(config, pair, model, base_acts, src_acts, grads, qk_fix) -> torch.Tensor:
-    """First-order effects (layer, ...) of every patch of ``config``, summed over the batch."""
+def _effects(config, n_pos, model, base_acts, src_acts, grads, qk_fix) -> torch.Tensor:
+    """First-order effects (layer, ...) of every patch of ``config``, summed over the batch
+    (of ``n_pos`` positions)."""
     layers = _layers(config, model.cfg.n_layers)
     n_heads = component_heads(model.cfg, config.component)
-    masks = patch_masks(config.component, config.per_position, pair.n_pos, n_heads)
+    masks = patch_masks(config.component, config.per_position, n_pos, n_heads)
     per_layer = []
     for layer in layers:
         if qk_fix:
@@ -173,7 +265,7 @@ def _effects(config, pair, model, base_acts, src_acts, grads, qk_fix) -> torch.T
         contrib = ((src_acts[name] - base_acts[name]) * grads[name]).sum(0)
         masks_f = masks.to(contrib.device, contrib.dtype)  # (patch, ...) broadcastable
         per_layer.append((masks_f * contrib[None]).flatten(1).sum(1))  # (patch,)
-    shape = index_shape(config.component, config.per_position, pair.n_pos, n_heads)
+    shape = index_shape(config.component, config.per_position, n_pos, n_heads)
     return torch.stack(per_layer).reshape(len(layers), *shape).cpu()  # (layer, ...): TL's layout
 
 

@@ -224,7 +224,7 @@ def _sweep(args, loaded, pair) -> Sweep:
     """The requested sweep, with a bar on a terminal."""
     import pandas as pd
 
-    from analyses.causal.attribution import attribute, correlation
+    from analyses.causal.attribution import attribute, correlation, pairs_per_chunk
     from analyses.causal.patching import PatchingConfig, patch
     from analyses.causal.path_patching import PathPatchingConfig, path_patch
     from data.progress import interactive
@@ -242,7 +242,8 @@ def _sweep(args, loaded, pair) -> Sweep:
     engine = f"{exact.engine} ({ENGINE_WORDS.get(exact.engine, 'exact patched runs')})"
     if not args.method.startswith("attribution"):
         return Sweep(exact.table, "", engine, exact.clean_metric, exact.corrupted_metric)
-    est = merge_ranks(attribute(loaded, pair, cfg), pair, cfg).table
+    chunk = pairs_per_chunk(loaded, pair.n_pos, cfg.memory_budget_mb)  # memory: by chunk
+    est = merge_ranks(attribute(loaded, pair, cfg, chunk_pairs=chunk), pair, cfg).table
     r = correlation(exact.table, est)
     return Sweep(pd.concat([exact.table, est], ignore_index=True),
                  f"corr(attribution, exact) = {r:.3f}",
