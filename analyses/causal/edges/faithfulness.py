@@ -65,14 +65,21 @@ def cpr_cmd(budgets: Sequence[float], faith: Sequence[float]) -> tuple[float, fl
     return area(budgets, faith), area(budgets, [abs(1.0 - f) for f in faith])
 
 
-def faithfulness_curve(model: Any, graph: EdgeGraph, scores: torch.Tensor,
-                       pairs: Sequence[PatchPair], budgets: Sequence[float] = MIB_BUDGETS,
-                       rankings: Sequence[str] = RANKINGS) -> Curve:
-    """Faithfulness at each budget (and of the empty circuit), for each ranking; CPR/CMD.
+class CircuitMetrics(NamedTuple):
+    metrics: list[float]  # mean metric of each circuit
+    faithfulness: list[float]  # (metric - corrupted) / (clean - corrupted), per circuit
+    clean_metric: float
+    corrupted_metric: float
+    n_pairs: int  # over every rank under torchrun
+
+
+def circuit_metrics(model: Any, graph: EdgeGraph, keeps: Sequence[torch.Tensor],
+                    pairs: Sequence[PatchPair]) -> CircuitMetrics:
+    """Mean metric and faithfulness of each circuit ``keeps[i]`` ((source, target) bool).
 
     ``pairs``: chunks of the evaluation prompt pairs (their metrics are averaged, weighted by
-    chunk size). One forward pass per chunk, budget and ranking, plus the clean and corrupted
-    runs. Under torchrun ``pairs`` are this rank's, and the metrics are the means over every
+    chunk size). One forward pass per chunk and circuit, plus the clean and corrupted runs.
+    Under torchrun ``pairs`` are this rank's, and the metrics are the means over every
     rank's pairs (:mod:`analyses.causal.edges.ranks`).
     """
     n_total = sum(p.batch for p in pairs)
@@ -85,19 +92,28 @@ def faithfulness_curve(model: Any, graph: EdgeGraph, scores: torch.Tensor,
         clean_m += w * float(reduce_metric(pair.score(clean_out)))
         corr_m += w * float(reduce_metric(pair.score(corr_out)))
         prepared.append((pair, corr, w))
-    rows = []
-    for ranking in rankings:
-        for budget in (0.0, *budgets):
-            n = int(budget * graph.n_edges)
-            keep = top_edges(graph, scores, n, ranking)
-            m = sum(w * circuit_metric(model, graph, keep, p, c) for p, c, w in prepared)
-            rows.append({"ranking": ranking, "budget": budget, "n_edges": n, "metric": m})
+    metrics = [sum(w * circuit_metric(model, graph, keep, p, c) for p, c, w in prepared)
+               for keep in keeps]
     # under torchrun: the means over every rank's pairs (one process: as they are)
-    clean_m, corr_m, *metrics = global_means([clean_m, corr_m, *(r["metric"] for r in rows)],
-                                             n_total)
-    n_total = global_count(n_total)
-    for row, m in zip(rows, metrics):
-        row.update(metric=m, faithfulness=(m - corr_m) / (clean_m - corr_m))
+    clean_m, corr_m, *metrics = global_means([clean_m, corr_m, *metrics], n_total)
+    faith = [(m - corr_m) / (clean_m - corr_m) for m in metrics]
+    return CircuitMetrics(metrics, faith, clean_m, corr_m, global_count(n_total))
+
+
+def faithfulness_curve(model: Any, graph: EdgeGraph, scores: torch.Tensor,
+                       pairs: Sequence[PatchPair], budgets: Sequence[float] = MIB_BUDGETS,
+                       rankings: Sequence[str] = RANKINGS) -> Curve:
+    """Faithfulness at each budget (and of the empty circuit), for each ranking; CPR/CMD.
+
+    ``pairs`` as in :func:`circuit_metrics`: one forward pass per chunk, budget and ranking.
+    """
+    rows = [{"ranking": ranking, "budget": budget, "n_edges": int(budget * graph.n_edges)}
+            for ranking in rankings for budget in (0.0, *budgets)]
+    keeps = [top_edges(graph, scores, r["n_edges"], r["ranking"]) for r in rows]
+    metrics = circuit_metrics(model, graph, keeps, pairs)
+    for row, m, f in zip(rows, metrics.metrics, metrics.faithfulness):
+        row.update(metric=m, faithfulness=f)
+    clean_m, corr_m, n_total = metrics.clean_metric, metrics.corrupted_metric, metrics.n_pairs
     table = pd.DataFrame(rows)
     summary = []
     for ranking in rankings:

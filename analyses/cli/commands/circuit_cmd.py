@@ -8,7 +8,9 @@
 MLPs, logits; :mod:`analyses.causal.edges`) and writes an ``edges`` table. ``evaluate`` reads
 that run, keeps the top edges at MIB's budgets (0.1% .. 50% of edges, and all), ablates every
 other edge with the **corrupted** run's activations, and writes the ``faithfulness`` curve and
-``circuit_faithfulness`` (CPR, CMD) to a new run. It evaluates on held-out pairs (seed + 1)
+``circuit_faithfulness`` (CPR, CMD) to a new run. On an induction task it also evaluates the
+known induction circuit, its heads found from attention patterns (``known_circuit``:
+:mod:`analyses.causal.edges.known`). It evaluates on held-out pairs (seed + 1)
 unless --seed is given. Both take ``--nproc N``: the pairs are split over N processes and
 the pair-weighted means gathered (rank 0 writes the run).
 """
@@ -131,7 +133,33 @@ def run_evaluate(args) -> int:
                                                             method=cfg["method"]))
         summary = curve.summary.assign(task=cfg["task"], method=cfg["method"])
         run_.write_table("circuit_faithfulness", summary)
+        known = _known_circuit(loaded.model, graph, scores, ds, cfg["task"], args.batch_size)
+        if known is not None:
+            run_.write_table("known_circuit", known)
     print(curve.table.round(4).to_string(index=False))
     print(summary.round(4).to_string(index=False))
-    print(f"run {run_.run_id}: tables 'faithfulness', 'circuit_faithfulness' ({run_.path})")
+    tables = "'faithfulness', 'circuit_faithfulness'"
+    if known is not None:
+        print("known induction circuit (heads from attention patterns), kept alone:")
+        print(known.drop(columns=["clean_metric", "corrupted_metric"]).round(4)
+              .to_string(index=False))
+        tables += ", 'known_circuit'"
+    print(f"run {run_.run_id}: tables {tables} ({run_.path})")
     return 0
+
+
+def _known_circuit(model, graph, scores, ds, task: str, batch_size: int):
+    """The ``known_circuit`` table on an induction task, or None (other tasks, or no
+    induction circuit in the model: said on stdout)."""
+    from analyses.causal.edges.known import find_induction_heads, known_circuit_table
+    from analyses.causal.edges.sources import task_chunks
+
+    if task not in ("induction", "induction-keys"):
+        return None
+    try:
+        heads = find_induction_heads(model, ds.clean_tokens)
+    except ValueError as exc:
+        print(f"known circuit not evaluated: {exc}")
+        return None
+    table = known_circuit_table(model, graph, heads, task_chunks(ds, batch_size), scores)
+    return table.assign(task=task)

@@ -32,3 +32,20 @@ def test_circuit_evaluate_rejects_a_run_without_edges(tmp_path, capsys):
         pass
     assert main(["circuit", "evaluate", "--runs-dir", runs, "--run", run_.run_id]) == 2
     assert "no 'edges' table" in capsys.readouterr().err
+
+
+def test_circuit_evaluate_on_induction_adds_the_known_circuit(tmp_path, capsys):
+    runs = str(tmp_path)
+    assert main(["circuit", "discover", "--runs-dir", runs, "--model", "organism", "--task",
+                 "induction-keys", "--method", "eap", "--n", "8", "--batch-size", "4"]) == 0
+    store = RunStore(runs)
+    (disc,) = store.find_runs("edges")
+    n_edges = len(disc.read_table("edges"))
+    assert main(["circuit", "evaluate", "--runs-dir", runs, "--run", disc.run_id]) == 0
+    assert "known induction circuit" in capsys.readouterr().out
+    (ev,) = store.find_runs("known_circuit")
+    known = ev.read_table("known_circuit")
+    assert known.variant.tolist() == ["core", "core+inputs", "nodes"]
+    assert known.n_edges.is_monotonic_increasing and (known.n_pairs == 8).all()
+    assert known.induction_heads.iloc[0] and known.previous_token_heads.iloc[0]
+    assert 1 <= known.core_best_rank.iloc[0] <= known.core_worst_rank.iloc[0] <= n_edges

@@ -1,0 +1,122 @@
+"""A known induction circuit as edge sets, found from attention patterns, and its faithfulness.
+
+Issue 18 asks whether the organism's induction circuit (Olsson et al. 2022) comes out of edge
+attribution, and whether "that circuit alone" is faithful. Its heads are chosen from attention
+patterns only (:mod:`probes.head_scores` on the task's clean prompts), never from patching, so
+the circuit is known independently of the methods it checks:
+
+- previous-token heads: mean attention to the previous token > ``prev_threshold`` (0.5: most
+  of the head's attention);
+- induction heads: mean attention to the token after the earlier copy of the current token
+  > ``induction_threshold`` (0.3, the threshold of the organism's tests since issue 4).
+
+The circuit as edge sets, each containing the one before (:data:`VARIANTS`):
+
+- ``core``: the issue's edges, previous-token heads -> induction heads' keys, induction heads
+  -> logits;
+- ``core+inputs``: plus the embeddings each of those heads reads (input -> their q, k, v);
+- ``nodes``: every edge among the nodes {input, those heads, logits} (the node-induced
+  subgraph; e.g. a previous-token head's output also read by an induction head's values).
+
+Faithfulness is MIB's, with every other edge given its corrupted activation
+(:func:`analyses.causal.edges.faithfulness.circuit_metrics`); the ranks are the positions of
+the core edges among all edges by an attribution score (1 = top).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pandas as pd
+import torch
+
+from analyses.causal.edges.faithfulness import circuit_metrics
+from analyses.causal.edges.graph import QKV, EdgeGraph
+from data.notation import head_label
+from probes.head_scores import head_scores
+
+VARIANTS = ("core", "core+inputs", "nodes")
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class KnownCircuitConfig:
+    prev_threshold: float = 0.5  # mean attention to the previous token
+    induction_threshold: float = 0.3  # mean attention to the token after the earlier copy
+
+
+class InductionHeads(NamedTuple):
+    previous_token: list[Head]
+    induction: list[Head]
+
+
+def find_induction_heads(model: Any, tokens: torch.Tensor,
+                         config: KnownCircuitConfig = KnownCircuitConfig()) -> InductionHeads:
+    """Previous-token and induction heads of ``model`` on repeated sequences ``tokens``.
+
+    A head that passes both thresholds is counted as an induction head only.
+    """
+    table = head_scores(model, {"induction": tokens}).scores
+    wide = table.pivot_table(index=["layer", "head"], columns="stat", values="value")
+    ind = [(int(la), int(h)) for (la, h), v in wide.induction.items()
+           if v > config.induction_threshold]
+    prev = [(int(la), int(h)) for (la, h), v in wide.prev_token.items()
+            if v > config.prev_threshold and (la, h) not in ind]
+    if not ind or not prev:
+        raise ValueError(f"no induction circuit in this model: previous-token heads {prev}, "
+                         f"induction heads {ind} (thresholds {config})")
+    return InductionHeads(prev, ind)
+
+
+def circuit_edges(graph: EdgeGraph, heads: InductionHeads, variant: str) -> torch.Tensor:
+    """(source, target) bool mask of the circuit ``variant`` (module docstring)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    keep = torch.zeros_like(graph.real)
+    logits = graph.target_index(0, "logits")
+    for sl, sh in heads.previous_token:
+        for tl, th in heads.induction:
+            if sl < tl:
+                keep[graph.source_index(sl, sh), graph.target_index(tl, "k", th)] = True
+    for la, h in heads.induction:
+        keep[graph.source_index(la, h), logits] = True
+    members = heads.previous_token + heads.induction
+    if variant in ("core+inputs", "nodes"):
+        for la, h in members:
+            for x in QKV:
+                keep[0, graph.target_index(la, x, h)] = True
+    if variant == "nodes":
+        sources = [0] + [graph.source_index(la, h) for la, h in members]
+        targets = [graph.target_index(la, x, h) for la, h in members for x in QKV] + [logits]
+        keep[torch.tensor(sources)[:, None], torch.tensor(targets)[None, :]] = True
+    return keep & graph.real
+
+
+def known_circuit_table(model: Any, graph: EdgeGraph, heads: InductionHeads,
+                        pairs: Sequence, scores: torch.Tensor) -> pd.DataFrame:
+    """Faithfulness of every variant on ``pairs`` (chunks of prompt pairs), and the best and
+    worst rank of its core edges by ``scores`` ((source, target) edge scores); schema
+    ``known_circuit``."""
+    keeps = [circuit_edges(graph, heads, v) for v in VARIANTS]
+    res = circuit_metrics(model, graph, keeps, pairs)
+    rows = []
+    for variant, keep, m, f in zip(VARIANTS, keeps, res.metrics, res.faithfulness):
+        rows.append({"variant": variant, "n_edges": int(keep.sum()), "metric": m,
+                     "faithfulness": f, "clean_metric": res.clean_metric,
+                     "corrupted_metric": res.corrupted_metric, "n_pairs": res.n_pairs,
+                     "previous_token_heads": " ".join(head_label(*h) for h in heads.previous_token),
+                     "induction_heads": " ".join(head_label(*h) for h in heads.induction)})
+    core = edge_ranks(graph, scores)[keeps[0]]
+    return pd.DataFrame(rows).assign(core_best_rank=int(core.min()),
+                                     core_worst_rank=int(core.max()))
+
+
+def edge_ranks(graph: EdgeGraph, scores: torch.Tensor) -> torch.Tensor:
+    """(source, target) long: each edge's rank by signed score among all edges (1 = top)."""
+    key = scores.double().masked_fill(~graph.real, float("-inf")).flatten()
+    order = torch.sort(key, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(1, order.numel() + 1)
+    return ranks.reshape(scores.shape)
