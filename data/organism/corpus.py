@@ -34,6 +34,7 @@ IOI_TEMPLATES = (  # all 14 words: equal-length prompts across templates
 RECALL_RELATIONS = {"lives in": "city", "works as": "job"}
 INDUCTION_EVAL_LEN, INDUCTION_EVAL_K = 12, 6  # eval: 12 random words, then the first 6 again
 REASONING_EVAL_CHAINS = 3
+REASONING_COMPLETE_P = 0.6  # training chains that have their place -> city link
 HELDOUT_BUCKETS = 10
 
 
@@ -150,12 +151,18 @@ def recall_text(rng: random.Random, world: World) -> list[str]:
 
 @dataclass(frozen=True)
 class Chains:
-    """``n`` disjoint chains person -> place -> city, with the facts in shuffled order."""
+    """``n`` disjoint chains person -> place [-> city], with the facts in shuffled order.
+
+    ``complete[j]`` says whether chain j has its second link (place -> city); evaluation
+    chains are always complete, training chains are cut after their first link with
+    probability ``1 - REASONING_COMPLETE_P``.
+    """
 
     people: tuple[str, ...]
     places: tuple[str, ...]
     cities: tuple[str, ...]
     facts: tuple[tuple[str, str], ...]  # (subject, location) in context order
+    complete: tuple[bool, ...]
 
     def words(self, swap: tuple[int, int] | None = None) -> list[str]:
         """Context words; ``swap=(j, k)`` rewires person j to place k (the corruption)."""
@@ -166,15 +173,24 @@ class Chains:
             out += [subj, "is", "in", loc, "."]
         return out
 
+    def end(self, j: int) -> str:
+        """Where person j's chain ends: its city, or its place when the chain is cut."""
+        return self.cities[j] if self.complete[j] else self.places[j]
 
-def _chains(rng: random.Random, world: World, n: int, heldout: bool) -> Chains:
+
+def _chains(rng: random.Random, world: World, n: int, heldout: bool,
+            p_complete: float = 1.0) -> Chains:
     while True:
         people = tuple(rng.sample(world.names, n))
         places = tuple(rng.sample(world.places, n))
         cities = tuple(rng.sample(world.cities, n))
-        facts = [(p, y) for p, y in zip(people, places)] + [(y, z) for y, z in zip(places, cities)]
+        # evaluation (p_complete 1) draws nothing here, so its items are those of before
+        complete = tuple(rng.random() < p_complete for _ in range(n)) if p_complete < 1 \
+            else (True,) * n
+        facts = [(p, y) for p, y in zip(people, places)]
+        facts += [(y, z) for y, z, c in zip(places, cities, complete) if c]
         rng.shuffle(facts)
-        chains = Chains(people, places, cities, tuple(facts))
+        chains = Chains(people, places, cities, tuple(facts), complete)
         if is_heldout(chains.words(), "reasoning") == heldout:
             return chains
 
@@ -193,13 +209,15 @@ def reasoning_item(rng: random.Random, world: World) -> Item:
                 tuple(ch.words(swap=(j, k)) + query), ch.cities[k], variant=f"chains{n}")
 
 
-def reasoning_text(rng: random.Random, world: World) -> list[str]:
-    """Facts of 1-4 chains, one or two two-hop queries and one one-hop query, with answers.
+def reasoning_text_v1(rng: random.Random, world: World) -> list[str]:
+    """The first organism's reasoning rows (``reasoning_rows="v1"``): facts of 1-4 chains, one
+    or two two-hop questions and one one-hop (place) question, with answers.
 
     One-chain contexts (a single city: solvable without hops) teach the format and the
-    copying of a city from context early; 2-4 chains force the two hops. The one-hop query
+    copying of a city from context early; 2-4 chains force the two hops. The one-hop question
     ("so PLACE is in" -> its city, read from one fact) trains the retrieval step that the
-    two-hop query applies twice; it comes last so it never hints at a two-hop answer.
+    two-hop question applies twice; it comes last so it never hints at a two-hop answer.
+    Measured (issue 20): on these rows the organism learned neither hop in context.
     """
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 2))[0]
     ch = _chains(rng, world, n, heldout=False)
@@ -210,10 +228,47 @@ def reasoning_text(rng: random.Random, world: World) -> list[str]:
     return out + ["so", ch.places[j], "is", "in", ch.cities[j], "."]
 
 
+def reasoning_text(rng: random.Random, world: World, two_hop: bool = True) -> list[str]:
+    """Facts of 1-4 chains, then ``so X is in`` -> where X's chain ends, for every person and
+    every place that has a city, in random order (``two_hop=False``: no question on a person
+    whose chain is complete, so every question is a one-hop lookup).
+
+    Why this shape (issue 20; measured, see the organism README): with one or two questions
+    per context the organism never learned even the one-hop lookup in 8000 steps. A question
+    on every subject gives each context up to eight supervised lookups. Chains cut after their
+    first link make "so X is in" a one-hop question (answer: the place), so the first hop can
+    be trained on its own (the ``lookup`` rows of the curriculum), and the two-hop answer is
+    "follow X's chain to its end". One-chain contexts (solvable without reading the facts)
+    teach the format. No question gives away another's answer: a place question only
+    restates a fact that is already in context.
+    """
+    n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 3))[0]
+    ch = _chains(rng, world, n, heldout=False, p_complete=REASONING_COMPLETE_P)
+    queries = [(ch.people[j], ch.end(j)) for j in range(n) if two_hop or not ch.complete[j]]
+    queries += [(ch.places[j], ch.cities[j]) for j in range(n) if ch.complete[j]]
+    rng.shuffle(queries)
+    out = ch.words()
+    for subject, answer in queries:
+        out += ["so", subject, "is", "in", answer, "."]
+    return out
+
+
+def lookup_text(rng: random.Random, world: World) -> list[str]:
+    """A reasoning context with one-hop questions only (the curriculum's ``lookup`` rows)."""
+    return reasoning_text(rng, world, two_hop=False)
+
+
 ITEM_MAKERS = {"induction": induction_item, "ioi": ioi_item, "recall": recall_item,
                "reasoning": reasoning_item}
 TEXT_MAKERS = {"induction": induction_text, "ioi": ioi_text, "recall": recall_text,
-               "reasoning": reasoning_text}
+               "reasoning": reasoning_text, "lookup": lookup_text}
+# what training rows can be: the task families, then the curriculum's one-hop rows (last, so
+# a mix without them draws exactly the rows it drew before they existed)
+TRAIN_FAMILIES = (*FAMILIES, "lookup")
+# how reasoning rows are written (TrainConfig.reasoning_rows): "dense" asks about every subject
+REASONING_ROWS = {"v1": reasoning_text_v1, "dense": reasoning_text}
+# the longest training row (words, without <bos>) of each way: 4 chains and their questions
+LONGEST_ROW = {"v1": 52, "dense": 88}
 PACKED = ("ioi", "recall")  # short texts packed several to a training row
 
 
@@ -225,11 +280,19 @@ def make_items(family: str, n: int, seed: int, world: World) -> list[Item]:
     return [ITEM_MAKERS[family](rng, world) for _ in range(n)]
 
 
-def training_row(rng: random.Random, world: World, family: str, max_words: int) -> list[str]:
-    """One training row (without ``<bos>``): one text, or several short ones packed."""
-    row = TEXT_MAKERS[family](rng, world)
+def training_row(rng: random.Random, world: World, family: str, max_words: int,
+                 reasoning_rows: str = "v1") -> list[str]:
+    """One training row (without ``<bos>``): one text, or several short ones packed.
+
+    ``reasoning_rows`` names the writer of ``reasoning`` rows (:data:`REASONING_ROWS`).
+    """
+    if reasoning_rows not in REASONING_ROWS:
+        raise ValueError(f"reasoning_rows must be one of {sorted(REASONING_ROWS)}, got "
+                         f"{reasoning_rows!r}")
+    make = REASONING_ROWS[reasoning_rows] if family == "reasoning" else TEXT_MAKERS[family]
+    row = make(rng, world)
     while family in PACKED:
-        nxt = TEXT_MAKERS[family](rng, world)
+        nxt = make(rng, world)
         if len(row) + len(nxt) > max_words:
             break
         row += nxt

@@ -5,7 +5,9 @@ Long format, one row per (step, metric, layer, head): ``layer``/``head`` are -1 
 not apply. The trainer records, at each log-spaced checkpoint:
 
 - ``loss``: mean next-token cross-entropy on a fixed evaluation batch (``data.metrics``);
-- ``accuracy_<task>``: held-out top-1 accuracy of each task family.
+- ``accuracy_<task>``: held-out top-1 accuracy of each task family;
+- ``hop_<probe>``: held-out top-1 accuracy of the reasoning task's one- and two-hop lookups
+  (``place``, ``person_cut``, ``person``: :mod:`data.organism.hops`).
 
 Statistics of the model's internals come from :class:`CheckpointCallback` objects handed to
 ``data.organism.train.train(on_checkpoint=...)``: they live in ``probes`` (above ``data/``), so
@@ -44,7 +46,7 @@ class EvalRows(NamedTuple):
 
 def eval_rows(world: World, mc: ModelConfig, tc: TrainConfig) -> EvalRows:
     """Rows of the full training mix at step -1 of the run's seed (training uses steps >= 0)."""
-    loss = make_batch(-1, tc.seed, world, tc.mix, LOSS_ROWS, mc.n_ctx)
+    loss = make_batch(-1, tc.seed, world, tc.mix, LOSS_ROWS, mc.n_ctx, tc.reasoning_rows)
     return EvalRows(loss, Batch(loss.tokens[:PROBE_ROWS], loss.mask[:PROBE_ROWS]))
 
 

@@ -39,6 +39,7 @@ class TrainingSetup(NamedTuple):
     mix: dict[str, float]  # task-family weights of the training batches
     train_seed: int
     n_ctx: int
+    reasoning_rows: str  # how its reasoning rows were written (corpus.REASONING_ROWS)
 
 
 def training_setup() -> TrainingSetup:
@@ -46,13 +47,15 @@ def training_setup() -> TrainingSetup:
     try:
         conf = read_config()
         world = conf["world"]
-        return TrainingSetup(make_world(world["seed"], world["n_people"]),
-                             conf["train_config"]["mix"], int(conf["train_config"]["seed"]),
-                             int(conf["model_config"]["n_ctx"]))
+        train = conf["train_config"]
+        return TrainingSetup(make_world(world["seed"], world["n_people"]), train["mix"],
+                             int(train["seed"]), int(conf["model_config"]["n_ctx"]),
+                             # configs written before the field existed used the first rows
+                             train.get("reasoning_rows", "v1"))
     except (FileNotFoundError, KeyError):
         tc = TrainConfig()
         return TrainingSetup(make_world(tc.world_seed, tc.n_people), tc.mix, tc.seed,
-                             ModelConfig().n_ctx)
+                             ModelConfig().n_ctx, tc.reasoning_rows)
 
 
 def heldout_rows(split: str, seed: int = 0, *, n_rows: int | None = None,
@@ -69,14 +72,15 @@ def heldout_rows(split: str, seed: int = 0, *, n_rows: int | None = None,
         if n_rows is None or n_tokens is not None:
             raise ValueError(f"split {split!r} is one batch: give n_rows (not n_tokens)")
         step = _ONE_BATCH_STEP[split] - 10 * int(seed)
-        return make_batch(step, setup.train_seed, setup.world, setup.mix, n_rows, setup.n_ctx)
+        return make_batch(step, setup.train_seed, setup.world, setup.mix, n_rows, setup.n_ctx,
+                          setup.reasoning_rows)
     if n_tokens is None or n_rows is not None:
         raise ValueError(f"split {split!r} is drawn to a token count: give n_tokens (not n_rows)")
     run_seed = SAE_SEED_OFFSET + 2 * int(seed) + (split == "heldout")
     drawn, total = [], 0
     while total < n_tokens:
         batch = make_batch(len(drawn), run_seed, setup.world, setup.mix, SAE_BATCH_ROWS,
-                           setup.n_ctx)
+                           setup.n_ctx, setup.reasoning_rows)
         drawn.append(batch)
         total += int(batch.mask.sum())
     return _concat(drawn, setup.world.vocab.index(PAD))

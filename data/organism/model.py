@@ -15,7 +15,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from data.organism.config import ModelConfig
-from data.organism.corpus import FAMILIES, training_row
+from data.organism.corpus import TRAIN_FAMILIES, training_row
 from data.organism.world import BOS, PAD, World
 
 
@@ -43,13 +43,19 @@ class Batch(NamedTuple):
 
 
 def make_batch(
-    step: int, seed: int, world: World, mix: dict[str, float], batch_size: int, n_ctx: int
+    step: int, seed: int, world: World, mix: dict[str, float], batch_size: int, n_ctx: int,
+    reasoning_rows: str = "v1",
 ) -> Batch:
-    """Training batch number ``step``: rows of one task family each, padded to the longest."""
+    """Training batch number ``step``: rows of one task family each, padded to the longest.
+
+    ``reasoning_rows``: how reasoning rows are written (``corpus.REASONING_ROWS``).
+    """
     rng = random.Random(f"batch-{seed}-{step}")
     word_to_id = {w: i for i, w in enumerate(world.vocab)}
-    families = rng.choices(FAMILIES, weights=[mix[f] for f in FAMILIES], k=batch_size)
-    rows = [[BOS, *training_row(rng, world, f, n_ctx - 1)] for f in families]
+    families = rng.choices(TRAIN_FAMILIES, weights=[mix.get(f, 0.0) for f in TRAIN_FAMILIES],
+                           k=batch_size)
+    rows = [[BOS, *training_row(rng, world, f, n_ctx - 1, reasoning_rows)]
+            for f in families]
     width = max(len(r) for r in rows)
     ids = [[word_to_id[w] for w in r] + [word_to_id[PAD]] * (width - len(r)) for r in rows]
     tokens = torch.tensor(ids, dtype=torch.long)  # (batch, pos)

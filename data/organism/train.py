@@ -43,8 +43,9 @@ from data.metrics import mean_next_token_nll
 from data.organism import dynamics
 from data.organism.checkpoint import load_last, save_last
 from data.organism.config import ModelConfig, TrainConfig, preset
-from data.organism.corpus import FAMILIES, make_items
+from data.organism.corpus import FAMILIES, LONGEST_ROW, make_items
 from data.organism.evaluate import encode_items, item_accuracy
+from data.organism.hops import hop_accuracies
 from data.organism.load import DYNAMICS_FILE, PACKAGE_DIR, assemble, write_artefacts
 from data.organism.model import make_batch
 from data.organism.net import OrganismNet, to_hooked_state_dict
@@ -95,6 +96,7 @@ class _Evaluator:
         self.items = {f: encode_items(make_items(f, tc.n_eval, EVAL_SEED, world), w2i)
                       for f in FAMILIES}
         self.fixed = dynamics.eval_rows(world, mc, tc)
+        self.n_hops = tc.n_eval
         self.callbacks = list(callbacks)
 
     @torch.no_grad()
@@ -106,6 +108,8 @@ class _Evaluator:
         batch = self.fixed.loss
         loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask).item()
         rows = dynamics.trainer_rows(step, loss, self.accuracies(net))
+        rows += [dynamics.row(step, f"hop_{h.probe}", h.accuracy)
+                 for h in hop_accuracies(net, world, n=self.n_hops)]
         if self.callbacks:
             model = assemble(to_hooked_state_dict(net), net.cfg, world.vocab)
             for callback in self.callbacks:
@@ -150,6 +154,9 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
     At each checkpoint, every ``on_checkpoint`` callback adds its rows to the dynamics table.
     """
     out = Path(out)
+    if mc.n_ctx <= LONGEST_ROW[tc.reasoning_rows]:
+        raise ValueError(f"n_ctx {mc.n_ctx} is too short for {tc.reasoning_rows!r} reasoning rows "
+                         f"(up to {LONGEST_ROW[tc.reasoning_rows] + 1} tokens): raise n_ctx")
     out.mkdir(parents=True, exist_ok=True)
     world = make_world(tc.world_seed, tc.n_people)
     torch.manual_seed(tc.seed)
@@ -177,7 +184,8 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
                 atomic_write_bytes(out / DYNAMICS_FILE, table)
             if step >= tc.steps or stop.set or (stop_at is not None and step >= stop_at):
                 break
-            batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx)
+            batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx,
+                               tc.reasoning_rows)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, tc)
             loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask)

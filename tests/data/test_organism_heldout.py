@@ -20,7 +20,7 @@ def test_one_batch_splits_are_negative_steps_of_the_training_seed(setup, split, 
     for seed in (0, 2):
         got = heldout_rows(split, seed, n_rows=8)
         want = make_batch(step - 10 * seed, setup.train_seed, setup.world, setup.mix, 8,
-                          setup.n_ctx)
+                          setup.n_ctx, setup.reasoning_rows)
         assert torch.equal(got.tokens, want.tokens) and torch.equal(got.mask, want.mask)
 
 
@@ -30,7 +30,8 @@ def test_sae_splits_are_64_row_batches_of_their_own_run_seed(setup, split):
     assert int(got.mask.sum()) >= 1500 and got.tokens.shape[0] % 64 == 0
     run_seed = SAE_SEED_OFFSET + 2 + (split == "heldout")
     for i in range(got.tokens.shape[0] // 64):
-        want = make_batch(i, run_seed, setup.world, setup.mix, 64, setup.n_ctx)
+        want = make_batch(i, run_seed, setup.world, setup.mix, 64, setup.n_ctx,
+                          setup.reasoning_rows)
         rows = slice(64 * i, 64 * (i + 1))
         width = want.tokens.shape[1]
         assert torch.equal(got.tokens[rows, :width], want.tokens)
@@ -42,7 +43,7 @@ def test_splits_are_disjoint_from_each_other_and_from_training(setup):
     rows = {s: heldout_rows(s, 0, n_tokens=600) if s in ("train", "heldout")
             else heldout_rows(s, 0, n_rows=32) for s in SPLITS}
     rows["training batch 0"] = make_batch(0, setup.train_seed, setup.world, setup.mix, 32,
-                                          setup.n_ctx)
+                                          setup.n_ctx, setup.reasoning_rows)
     as_sets = {k: {tuple(r[m].tolist()) for r, m in zip(b.tokens, b.mask)}
                for k, b in rows.items()}
     names = list(as_sets)

@@ -1,7 +1,10 @@
-"""`attnlab organism train`: train (or resume) the project's model organism.
+"""`attnlab organism train | eval`: train (or resume) the project's model organism; score it.
 
-Thin wrapper over ``data.organism.train.run`` that wires the probes' checkpoint statistics
-(``probes.dynamics``: attention entropy, massive activations) into the trainer's dynamics table.
+``train`` is a thin wrapper over ``data.organism.train.run`` that wires the probes' checkpoint
+statistics (``probes.dynamics``: attention entropy, massive activations) into the trainer's
+dynamics table. ``eval`` scores a checkpoint on fresh item seeds beside the shortcut baselines
+and the reasoning task's hop probes (``data.organism.fresh``) and writes table
+``organism_eval``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,19 @@ def register(sub, common) -> None:
 
     add_arguments(t)
     t.set_defaults(func=run)
+    from analyses.cli.options import add_command
+
+    e = add_command(osub, common, "eval", run_eval,
+                    "accuracy on fresh item seeds, beside shortcut baselines",
+                    "Score the organism on fresh held-out items of every task family (seeds "
+                    "training never used), with the shortcut baselines and the reasoning hop "
+                    "probes; writes table organism_eval to a run.")
+    e.add_argument("--seeds", default="7001,7002,7003",
+                   help="comma-separated item seeds (default 7001,7002,7003: never used in "
+                   "training, tests or tuning)")
+    e.add_argument("--n", type=int, default=500, help="items per family and seed (default 500)")
+    e.add_argument("--path", default=None,
+                   help="folder of organism artefacts (default: the shipped data/organism/)")
 
 
 def check_train(args) -> None:
@@ -45,3 +61,29 @@ def run(args) -> int:
 
     check_train(args)
     return train_run(args, on_checkpoint=[checkpoint_statistics])
+
+
+def run_eval(args) -> int:
+    from analyses.cli.checks import UsageError, check_int
+    from data.organism.fresh import fresh_evaluation, summary
+    from data.organism.load import load_organism, read_config
+    from data.organism.world import make_world
+    from data.store import RunStore
+
+    check_int("--n", args.n, 1, 100_000)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {args.seeds!r}: give comma-separated integers") from None
+    if not seeds or min(seeds) < 0:
+        raise UsageError(f"--seeds {args.seeds!r}: give at least one non-negative seed")
+    model = load_organism(path=args.path)
+    world_spec = read_config(args.path)["world"]
+    world = make_world(world_spec["seed"], world_spec["n_people"])
+    config = {"seeds": seeds, "n": args.n, "path": args.path or "shipped"}
+    with RunStore(args.runs_dir).start_run("organism-eval", "organism", config) as run_:
+        table = fresh_evaluation(model, world, seeds, args.n)
+        run_.write_table("organism_eval", table)
+    print(summary(table).round(3).to_string(index=False))
+    print(f"run {run_.run_id}: table 'organism_eval' ({run_.path})")
+    return 0
