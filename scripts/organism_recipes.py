@@ -8,14 +8,16 @@ trainer) and the reasoning hop probes (``data.organism.hops``). The curves in
 2-core machine). Recipes differ in the model and in how reasoning rows are written
 (``--reasoning``):
 
-- ``old``: the pre-issue-20 rows (facts of 1-4 chains, one or two two-hop questions and one
-  place question);
+- ``old``: the shipped organism's rows (``reasoning_rows="v1"``: facts of 1-4 chains, one or
+  two two-hop questions and one place question);
 - ``partial3``: chains cut after one link with probability 1 - p, up to three person questions
   and one place question;
 - ``dense``: ``data.organism.corpus.reasoning_text`` (a question on every subject);
   with ``--lookup-end S`` the rows ask one-hop questions only until step S (the shipped
   curriculum's ``lookup`` rows), and ``--p-complete-after`` changes the share of complete
-  chains from then on.
+  chains from then on;
+- ``dense-at``: ``dense`` plus ``--at-questions`` one-hop questions per context in another
+  phrasing, "so X is at" -> X's place, in every phase.
 
     python scripts/organism_recipes.py --layers 6 --lookup-end 3000 --steps 8000 > c1.jsonl
 """
@@ -40,16 +42,6 @@ from data.organism.train import EVAL_SEED, _optimizer, lr_at
 from data.organism.world import make_world
 
 
-def old_text(rng, world):
-    n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 2))[0]
-    ch = _chains(rng, world, n, heldout=False)
-    out = ch.words()
-    for j in rng.sample(range(n), min(n, 2) if n < 4 else 1):
-        out += ["so", ch.people[j], "is", "in", ch.cities[j], "."]
-    j = rng.randrange(n)
-    return out + ["so", ch.places[j], "is", "in", ch.cities[j], "."]
-
-
 def partial3_text(rng, world, p_complete):
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 2))[0]
     ch = _chains(rng, world, n, heldout=False, p_complete=p_complete)
@@ -63,9 +55,27 @@ def partial3_text(rng, world, p_complete):
     return out
 
 
+def dense_at_text(rng, world, two_hop, n_at):
+    """``dense`` rows plus ``n_at`` one-hop questions in another phrasing, "so X is at" -> X's
+    place, so the first hop keeps its own training signal while "is in" asks for two hops."""
+    n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 3))[0]
+    ch = _chains(rng, world, n, heldout=False, p_complete=corpus.REASONING_COMPLETE_P)
+    queries = [(ch.people[j], "in", ch.end(j)) for j in range(n)
+               if two_hop or not ch.complete[j]]
+    queries += [(ch.places[j], "in", ch.cities[j]) for j in range(n) if ch.complete[j]]
+    queries += [(ch.people[j], "at", ch.places[j]) for j in rng.sample(range(n), min(n, n_at))]
+    rng.shuffle(queries)
+    out = ch.words()
+    for subject, relation, answer in queries:
+        out += ["so", subject, "is", relation, answer, "."]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reasoning", choices=("old", "partial3", "dense"), default="dense")
+    p.add_argument("--reasoning", choices=("old", "partial3", "dense", "dense-at"),
+                   default="dense")
+    p.add_argument("--at-questions", type=int, default=2, help="dense-at: 'is at' questions")
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
@@ -82,16 +92,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    if a.reasoning == "old":
-        corpus.TEXT_MAKERS["reasoning"] = old_text
-    elif a.reasoning == "partial3":
-        corpus.TEXT_MAKERS["reasoning"] = lambda rng, w: partial3_text(rng, w, a.p_complete)
+    if a.reasoning == "partial3":
+        corpus.REASONING_ROWS["dense"] = lambda rng, w: partial3_text(rng, w, a.p_complete)
     corpus.REASONING_COMPLETE_P = a.p_complete
+    if a.reasoning == "dense-at":
+        corpus.REASONING_ROWS["dense"] = lambda rng, w: dense_at_text(rng, w, True,
+                                                                      a.at_questions)
+        corpus.TEXT_MAKERS["lookup"] = lambda rng, w: dense_at_text(rng, w, False,
+                                                                    a.at_questions)
     mix = dict(zip(FAMILIES, (float(x) for x in a.mix.split(","))))
     mc = ModelConfig(n_layers=a.layers, d_model=a.d_model, n_heads=a.heads,
                      d_mlp=4 * a.d_model, n_ctx=a.ctx)
     tc = TrainConfig(steps=a.steps, lr=a.lr, mix=mix, curriculum_steps=a.curriculum,
-                     lookup_steps=a.lookup_end, seed=a.seed)
+                     lookup_steps=a.lookup_end, seed=a.seed,
+                     reasoning_rows="v1" if a.reasoning == "old" else "dense")
     world = make_world(tc.world_seed, tc.n_people)
     torch.manual_seed(tc.seed)
     net = OrganismNet(mc, len(world.vocab))
