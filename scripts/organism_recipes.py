@@ -30,15 +30,13 @@ import time
 
 import torch
 
-from data.metrics import mean_next_token_nll
 from data.organism import corpus
 from data.organism.config import ModelConfig, TrainConfig
 from data.organism.corpus import FAMILIES, _chains, make_items
 from data.organism.evaluate import encode_items, item_accuracy
 from data.organism.hops import hop_accuracies
-from data.organism.model import make_batch
 from data.organism.net import OrganismNet
-from data.organism.train import EVAL_SEED, _optimizer, lr_at
+from data.organism.train import EVAL_SEED, _optimizer, train_step
 from data.organism.world import make_world
 
 
@@ -117,15 +115,7 @@ def main() -> None:
     for step in range(tc.steps):
         if a.p_complete_after is not None and step == max(a.lookup_end, 1):
             corpus.REASONING_COMPLETE_P = a.p_complete_after
-        batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx,
-                           tc.reasoning_rows)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc)
-        loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-        opt.step()
+        loss = train_step(net, opt, world, mc, tc, step)
         if (step + 1) % a.every == 0 or step + 1 == tc.steps:
             with torch.no_grad():
                 acc = {f: round(item_accuracy(net, t), 3) for f, t in items.items()}

@@ -133,6 +133,21 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+def train_step(net: OrganismNet, opt: torch.optim.Optimizer, world, mc: ModelConfig,
+               tc: TrainConfig, step: int) -> torch.Tensor:
+    """One optimizer step on training batch ``step`` (its rows, LR and clipping); the loss."""
+    batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx,
+                       tc.reasoning_rows)
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, tc)
+    loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+    opt.step()
+    return loss
+
+
 def _checkpoint_weights(out: Path, net: OrganismNet, step: int) -> None:
     atomic_write_bytes(out / "checkpoints" / f"step_{step:06d}.safetensors",
                        save(to_hooked_state_dict(net)))
@@ -184,15 +199,7 @@ def train(mc: ModelConfig, tc: TrainConfig, out: str | Path, *, resume: bool = F
                 atomic_write_bytes(out / DYNAMICS_FILE, table)
             if step >= tc.steps or stop.set or (stop_at is not None and step >= stop_at):
                 break
-            batch = make_batch(step, tc.seed, world, tc.mix_at(step), tc.batch_size, mc.n_ctx,
-                               tc.reasoning_rows)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, tc)
-            loss = mean_next_token_nll(net(batch.tokens), batch.tokens, batch.mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-            opt.step()
+            loss = train_step(net, opt, world, mc, tc, step)
             step += 1
             bar.update(1)
             if step % tc.eval_every == 0 or step == tc.steps:
