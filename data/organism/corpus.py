@@ -281,7 +281,7 @@ def make_items(family: str, n: int, seed: int, world: World) -> list[Item]:
 
 
 def training_row(rng: random.Random, world: World, family: str, max_words: int,
-                 reasoning_rows: str = "v1") -> list[str]:
+                 reasoning_rows: str = "dense") -> list[str]:
     """One training row (without ``<bos>``): one text, or several short ones packed.
 
     ``reasoning_rows`` names the writer of ``reasoning`` rows (:data:`REASONING_ROWS`).

@@ -44,7 +44,7 @@ class Batch(NamedTuple):
 
 def make_batch(
     step: int, seed: int, world: World, mix: dict[str, float], batch_size: int, n_ctx: int,
-    reasoning_rows: str = "v1",
+    reasoning_rows: str = "dense",
 ) -> Batch:
     """Training batch number ``step``: rows of one task family each, padded to the longest.
 

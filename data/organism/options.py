@@ -8,8 +8,8 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``attnlab organism train`` (read by ``data.organism.train.run``)."""
     p.add_argument("--config", default="default",
-                   help="preset: default (the shipped organism) | two-hop (issue 20's recipe) | "
-                   "tiny (tests)")
+                   help="preset: default (the shipped organism) | v1 (the first organism, before "
+                   "issue 20) | tiny (tests)")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
     p.add_argument("--out", default="runs/organism-train", help="output folder (git-ignored)")

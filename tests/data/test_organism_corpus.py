@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from data.organism.baselines import baseline_accuracies
-from data.organism.config import TWO_HOP, ModelConfig, TrainConfig
+from data.organism.config import V1, ModelConfig, TrainConfig
 from data.organism.corpus import (
     FAMILIES,
     is_heldout,
@@ -208,14 +208,15 @@ def test_v1_batches_are_bit_identical_to_those_the_first_organism_trained_on():
 
 
 def test_the_curriculum_moves_the_reasoning_weight_to_lookup_rows_in_between():
-    tc = TWO_HOP[1]
+    tc = TrainConfig()
     assert tc.mix_at(0) == {f: float(f == "induction") for f in FAMILIES}
     mid = tc.mix_at(tc.curriculum_steps)
     assert mid["lookup"] == tc.mix["reasoning"] > 0 and mid["reasoning"] == 0
     assert tc.mix_at(tc.lookup_steps - 1) == mid and tc.mix_at(tc.lookup_steps) == tc.mix
-    assert TrainConfig().mix_at(TrainConfig().curriculum_steps) == TrainConfig().mix
+    v1 = V1[1]
+    assert v1.mix_at(v1.curriculum_steps) == v1.mix
     with pytest.raises(ValueError, match="lookup_steps"):
-        TrainConfig(lookup_steps=TrainConfig().curriculum_steps - 1)
+        TrainConfig(lookup_steps=tc.curriculum_steps - 1)
 
 
 @pytest.mark.parametrize("rows", ["v1", "dense"])
