@@ -59,10 +59,10 @@ def test_sizes_are_checked_before_any_model_loads(case, tmp_path, capsys, monkey
 
 
 @pytest.mark.parametrize("argv,needles", [
-    (["ablate", *ORGANISM, "--impairment", "--k", "99"], ["--k 99", "16 heads"]),
-    (["ablate", *ORGANISM, "--heads", "L9H0"], ["L9H0", "4 layers"]),
-    (["patch", *ORGANISM, "--layers", "0,7"], ["--layers", "4 layers"]),
-    (["report", "circuit", *ORGANISM, "--top-k", "17"], ["--top-k 17", "16 heads"]),
+    (["ablate", *ORGANISM, "--impairment", "--k", "99"], ["--k 99", "24 heads"]),
+    (["ablate", *ORGANISM, "--heads", "L9H0"], ["L9H0", "6 layers"]),
+    (["patch", *ORGANISM, "--layers", "0,7"], ["--layers", "6 layers"]),
+    (["report", "circuit", *ORGANISM, "--top-k", "25"], ["--top-k 25", "24 heads"]),
 ])
 def test_sizes_that_need_the_model_are_checked_right_after_it_loads(
         argv, needles, tmp_path, capsys, monkeypatch, organism):
