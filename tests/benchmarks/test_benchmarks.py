@@ -41,7 +41,7 @@ def test_edges_benchmark_runs_as_a_script_on_the_organism():
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
     ).stdout
     assert re.search(r"model organism \(cpu, 1 thread\(s\)\), task ioi, 2 pairs x \d+ tokens, "
-                     r"479 edges", out)
+                     r"1108 edges", out)  # the 6-layer organism's edge graph
     ref = float(re.search(r"fwd\+bwd\s+(\d+\.\d) ms", out).group(1))
     for label in ("EAP", "EAP-IG 5"):
         ms, ratio = map(float, re.search(rf"{re.escape(label)}\s+(\d+\.\d) ms\s+\((\d+\.\d\d)x "

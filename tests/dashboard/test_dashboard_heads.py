@@ -34,7 +34,7 @@ def test_heads_page_shows_scores_patterns_and_qk(store_root, monkeypatch, model)
     text = markdown_text(at) + "\n".join(h.value for h in at.header)
     assert f"{top}: QK decomposition" in text and "QK terms from run" in text
     assert len(_charts(at)) == 3  # score heatmap, one top prompt's pattern, QK heatmap
-    n_layers = 30 if model == "smollm2" else 4
+    n_layers = 30 if model == "smollm2" else 6  # the organism has 6 layers of 4 heads
     assert len(at.dataframe[0].value) == n_layers * (9 if model == "smollm2" else 4)
     # a head without a decomposition says how to get one
     other = [o for o in at.selectbox(key="heads_head").options if o != top][-1]

@@ -31,6 +31,12 @@ def induction_scores(model, bos: int, length: int = 12) -> torch.Tensor:
                         for p in _patterns(model, bos, length)])  # (layer, head)
 
 
+def previous_token_scores(model, bos: int, length: int = 12) -> torch.Tensor:
+    """(layer, head) mean attention from each token to the one before it."""
+    return torch.stack([p.diagonal(offset=-1, dim1=-2, dim2=-1)[..., 1:].mean((0, -1))
+                        for p in _patterns(model, bos, length)])  # (layer, head)
+
+
 def current_token_scores(model, bos: int, length: int = 12) -> torch.Tensor:
     """(layer, head) mean attention from each token to itself."""
     return torch.stack([p.diagonal(dim1=-2, dim2=-1)[..., 1:].mean((0, -1))
@@ -43,12 +49,16 @@ def test_induction_circuit_tops_the_induction_head_sweep(organism):
 
     The corruption changes token s[k] of the first copy; the prompt ends with s[k-1], so the
     induction heads (never in layer 0: they K-compose with a previous-token head) attend to
-    position k and copy what is there. Of the activations that differ between the runs, only
+    position k and copy what is there. Of the activations that differ between the runs,
     two paths carry s[k] to the answer: the induction heads themselves and the layer-0 heads
     that write position k's own token into the residual stream the induction heads read as
     values (current-token heads; the previous-token heads' outputs at position k are the same
-    in both runs, so patching cannot see them). So the induction heads must rank first among
-    heads above layer 0, and every head ranked above them must be a layer-0 current-token head.
+    in both runs, so patching cannot see them); in a model with layers above the induction
+    heads, heads there can also carry it on (they read the induction heads' output: the
+    6-layer organism's L2H3, effect 0.16, outranks its weakest induction head L1H2, 0.12). So
+    the top head above layer 0 must be an induction head, and every head ranked above an
+    induction head must be an induction head, a layer-0 current-token head or a head above
+    the induction heads' layer.
     """
     from data.tasks import accuracy, load_task
 
@@ -69,13 +79,13 @@ def test_induction_circuit_tops_the_induction_head_sweep(organism):
     layer0 = [i < n_heads for i in range(effect.numel())]
     assert any(induction) and not any(induction[:n_heads])
     ranked = effect.argsort(descending=True).tolist()
-    above = [i for i in ranked if not layer0[i]][: sum(induction)]
-    assert all(induction[i] for i in above), (
-        f"top heads above layer 0 {[divmod(i, n_heads) for i in above]} are not the "
-        "induction heads")
+    top = next(i for i in ranked if not layer0[i])
+    assert induction[top], f"top head above layer 0 {divmod(top, n_heads)} is not an induction head"
+    top_layer = max(i // n_heads for i, ind in enumerate(induction) if ind)
     last = max(ranked.index(i) for i, ind in enumerate(induction) if ind)
     for i in ranked[:last]:
-        assert induction[i] or (layer0[i] and current[i]), (
+        assert induction[i] or (layer0[i] and current[i]) or i // n_heads > top_layer, (
             f"head {divmod(i, n_heads)} (effect {effect[i]:.2f}) outranks an induction head "
-            "but is neither an induction head nor a layer-0 current-token head")
+            "but is neither an induction head, a layer-0 current-token head, nor a head above "
+            "the induction heads (which can read their output)")
     assert min(effect[i] for i, ind in enumerate(induction) if ind) > 0.05

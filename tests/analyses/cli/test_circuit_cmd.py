@@ -6,14 +6,32 @@ from analyses.cli.main import main
 from data.store import RunStore
 
 
-def test_circuit_discover_then_evaluate_writes_edges_and_faithfulness(tmp_path):
-    runs = str(tmp_path)
+def _organism_edge_count(cfg) -> int:
+    """Edges of the organism's graph counted from its config, independently of
+    analyses.causal.edges.graph: each head's q, k and v read the input and every head and
+    MLP below it; each MLP reads the input, every head up to its layer and the MLPs below;
+    the logits read everything (1,108 for the 6-layer, 4-head organism)."""
+    n_layers, n_heads = cfg.n_layers, cfg.n_heads
+    heads = sum(3 * n_heads * (1 + la * (n_heads + 1)) for la in range(n_layers))
+    mlps = sum(1 + (la + 1) * n_heads + la for la in range(n_layers))
+    return heads + mlps + 1 + n_layers * (n_heads + 1)
+
+
+def _discover(runs: str, task: str, n: int, batch_size: int):
+    """`attnlab circuit discover` (EAP) on the organism; the store and its one edges run."""
     assert main(["circuit", "discover", "--runs-dir", runs, "--model", "organism", "--task",
-                 "ioi", "--method", "eap", "--n", "4", "--batch-size", "2"]) == 0
+                 task, "--method", "eap", "--n", str(n), "--batch-size", str(batch_size)]) == 0
     store = RunStore(runs)
     (disc,) = store.find_runs("edges")
+    return store, disc
+
+
+def test_circuit_discover_then_evaluate_writes_edges_and_faithfulness(tmp_path, organism):
+    runs = str(tmp_path)
+    store, disc = _discover(runs, "ioi", 4, 2)
     edges = disc.read_table("edges")
-    assert len(edges) == 479 and edges["rank"].tolist() == list(range(1, 480))
+    n = _organism_edge_count(organism.model.cfg)
+    assert len(edges) == n and edges["rank"].tolist() == list(range(1, n + 1))
     assert main(["circuit", "evaluate", "--runs-dir", runs, "--run", disc.run_id,
                  "--n", "4"]) == 0
     (ev,) = store.find_runs("faithfulness")
@@ -36,10 +54,7 @@ def test_circuit_evaluate_rejects_a_run_without_edges(tmp_path, capsys):
 
 def test_circuit_evaluate_on_induction_adds_the_known_circuit(tmp_path, capsys):
     runs = str(tmp_path)
-    assert main(["circuit", "discover", "--runs-dir", runs, "--model", "organism", "--task",
-                 "induction-keys", "--method", "eap", "--n", "8", "--batch-size", "4"]) == 0
-    store = RunStore(runs)
-    (disc,) = store.find_runs("edges")
+    store, disc = _discover(runs, "induction-keys", 8, 4)
     n_edges = len(disc.read_table("edges"))
     assert main(["circuit", "evaluate", "--runs-dir", runs, "--run", disc.run_id]) == 0
     assert "known induction circuit" in capsys.readouterr().out

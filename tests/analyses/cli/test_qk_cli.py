@@ -56,7 +56,7 @@ def test_heads_writes_the_explorer_tables(tmp_path, capsys):
         assert name in schemas.SCHEMAS, name
         assert schemas.missing_columns(name, run.read_table(name)) == [], name
     seqs = run.read_table("head_top_sequences")
-    assert len(seqs) == 4 * 4 * 2  # every head, two prompts each
+    assert len(seqs) == 6 * 4 * 2  # every head of the 6-layer organism, two prompts each
     summary = run.read_table("qk_summary")
     assert summary["layer"].item() == 1  # the top induction head is a layer-1 head
     assert "top induction: L1H" in out

@@ -92,4 +92,6 @@ def test_the_circuit_report_includes_the_stores_edge_circuit(tmp_path):
     assert "## Edge circuit (eap): top edges" in md
     assert "Not evaluated yet: `attnlab circuit evaluate --run " in md
     html = (report.path / "report.html").read_text()
-    assert "Edge circuit graph (top 23 edges)" in html  # 5% of the organism's 479 edges
+    n_edges = len(RunStore(runs).find_runs("edges", "organism")[0].read_table("edges"))
+    assert n_edges == 1108  # the 6-layer organism's edge graph
+    assert f"Edge circuit graph (top {n_edges // 20} edges)" in html  # 5% of them

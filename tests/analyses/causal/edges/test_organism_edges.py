@@ -1,7 +1,7 @@
 """On the shipped organism: EAP-IG on the key-corrupted induction task finds K-composition.
 
-The previous-token heads (layer 0) and induction heads (layer 1) are found from attention
-patterns alone (tests/analyses/causal/test_patching_organism.py). Under the key corruption
+The previous-token, current-token (layer 0) and induction heads (layer 1) are found from
+attention patterns alone (tests/analyses/causal/test_patching_organism.py). Under the key corruption
 (analyses.causal.edges.tasks) the only token that differs is s[k-1] of the first copy, read
 at position k by the previous-token heads: so every previous-token -> induction-key edge must
 outrank every current-token -> induction-key edge, and the induction heads' edges to the
@@ -14,7 +14,11 @@ from analyses.causal.edges.eap import EAPConfig, edge_attribution, scores_table
 from analyses.causal.edges.faithfulness import faithfulness_curve
 from analyses.causal.edges.sources import task_chunks
 from analyses.causal.edges.tasks import load_edge_task
-from tests.analyses.causal.test_patching_organism import current_token_scores, induction_scores
+from tests.analyses.causal.test_patching_organism import (
+    current_token_scores,
+    induction_scores,
+    previous_token_scores,
+)
 
 
 def test_eap_ig_ranks_previous_token_to_induction_key_edges_first(organism):
@@ -23,7 +27,7 @@ def test_eap_ig_ranks_previous_token_to_induction_key_edges_first(organism):
     bos = int(ds.clean_tokens[0, 0])
     ind = (induction_scores(model, bos) > 0.3).nonzero().tolist()
     cur = (current_token_scores(model, bos)[0] > 0.5).nonzero().flatten().tolist()
-    prev = [h for h in range(model.cfg.n_heads) if h not in cur]
+    prev = (previous_token_scores(model, bos)[0] > 0.5).nonzero().flatten().tolist()
     assert ind and all(layer == 1 for layer, _ in ind) and prev
     res = edge_attribution(model, task_chunks(ds, 32), EAPConfig("eap-ig", steps=5))
     t = scores_table(res).set_index(["source", "target"]).score
