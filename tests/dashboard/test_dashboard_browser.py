@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from analyses.cli.commands.dashboard_cmd import app_path, streamlit_command
+from probes.models import unwrap
 from tests.support import REPO_ROOT
 from tests.support.demo import demo_store
 from tests.support.heads import heads_store
@@ -153,7 +154,7 @@ def _settle(page) -> None:
         "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
 
 
-def test_heads_page_renders_smollm2_and_organism_runs(browser, heads_server):
+def test_heads_page_renders_smollm2_and_organism_runs(browser, heads_server, organism, smollm2):
     """The head explorer (Heads page) in Chromium: the SmolLM2 run (newest, preselected), then
     the organism run picked in the page's run selector."""
     ARTEFACTS.mkdir(exist_ok=True)
@@ -174,7 +175,9 @@ def test_heads_page_renders_smollm2_and_organism_runs(browser, heads_server):
         if page.locator(".js-plotly-plot").count() < 2:  # score heatmap + a top prompt
             failures.append(f"{model}: expected plotly charts")
         layers = page.locator(".js-plotly-plot").first.locator(".ytick").count()
-        if layers != {"smollm2": 30, "organism": 4}[model]:  # the layer x head score heatmap
+        # the layer x head score heatmap: one y tick per layer of the run's model
+        n_layers = unwrap({"smollm2": smollm2, "organism": organism}[model]).cfg.n_layers
+        if layers != n_layers:
             failures.append(f"{model}: the heatmap has {layers} layers")
     page.close()
     assert not failures, failures

@@ -123,7 +123,8 @@ def run_evaluate(args) -> int:
     loaded = load_model(manifest["model"], device=args.device)
     edges = source.read_table("edges")
     graph, scores = scores_matrix(loaded.model, edges)
-    ds = shard_task(_dataset(loaded.name, cfg["task"], n, seed))  # this rank's pairs
+    full = _dataset(loaded.name, cfg["task"], n, seed)
+    ds = shard_task(full)  # this rank's pairs
     config = {"source_run": args.run, "task": cfg["task"], "method": cfg["method"], "n": n,
               "seed": seed, "ablation": "corrupted", "batch_size": args.batch_size}
     with start_run(store, command="circuit-evaluate", model=loaded.name,
@@ -133,7 +134,8 @@ def run_evaluate(args) -> int:
                                                             method=cfg["method"]))
         summary = curve.summary.assign(task=cfg["task"], method=cfg["method"])
         run_.write_table("circuit_faithfulness", summary)
-        known = _known_circuit(loaded.model, graph, scores, ds, cfg["task"], args.batch_size)
+        known = _known_circuit(loaded.model, graph, scores, full.clean_tokens, ds, cfg["task"],
+                               args.batch_size)
         if known is not None:
             run_.write_table("known_circuit", known)
     print(curve.table.round(4).to_string(index=False))
@@ -148,16 +150,19 @@ def run_evaluate(args) -> int:
     return 0
 
 
-def _known_circuit(model, graph, scores, ds, task: str, batch_size: int):
+def _known_circuit(model, graph, scores, tokens, ds, task: str, batch_size: int):
     """The ``known_circuit`` table on an induction task, or None (other tasks, or no
-    induction circuit in the model: said on stdout)."""
+    induction circuit in the model: said on stdout).
+
+    ``tokens``: every clean prompt (head scores split them over the ranks themselves, so every
+    rank finds the same heads); ``ds``: this rank's pairs."""
     from analyses.causal.edges.known import find_induction_heads, known_circuit_table
     from analyses.causal.edges.sources import task_chunks
 
     if task not in ("induction", "induction-keys"):
         return None
     try:
-        heads = find_induction_heads(model, ds.clean_tokens)
+        heads = find_induction_heads(model, tokens)
     except ValueError as exc:
         print(f"known circuit not evaluated: {exc}")
         return None

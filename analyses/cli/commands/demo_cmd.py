@@ -26,10 +26,10 @@ from analyses.cli.checks import (
 )
 from analyses.cli.options import add_command
 
-SIZES = ("default sample sizes keep the whole demo under two minutes (measured 100 s wall, "
-         "53 s CPU on a 2-core machine shared with other jobs, about 13 s of it imports and "
-         "model loading; the SmolLM2 cache already built): CPU time probes ~12 s, smollm2 "
-         "~11 s, redundancy ~14 s, circuits ~6 s, sae ~4 s")
+SIZES = ("default sample sizes keep the whole demo at about a minute of CPU (measured 73 s "
+         "CPU, 198 s wall on a 2-core machine at load 7; the SmolLM2 cache already built): "
+         "CPU time smollm2 ~16 s, probes ~4 s, interventions ~3 s, redundancy ~30 s, edges "
+         "~1 s, circuits ~10 s, sae ~8 s")
 HELP = ("fill every dashboard page: probes (MiniLM, SmolLM2), redundancy, circuit report, SAE "
         "features (~1-2 min)")
 DESCRIPTION = (

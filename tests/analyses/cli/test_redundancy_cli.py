@@ -19,6 +19,7 @@ from analyses.figures.redundancy import (
 from analyses.redundancy.scores import he_comparison
 from data import schemas
 from data.store import RunStore
+from probes.models import unwrap
 
 
 def test_unknown_strategy_and_model_are_refused(tmp_path, capsys):
@@ -29,15 +30,16 @@ def test_unknown_strategy_and_model_are_refused(tmp_path, capsys):
     assert "--model must be 'organism' or 'minilm'" in capsys.readouterr().err
 
 
-def test_too_many_drops_is_refused(tmp_path, capsys):
+def test_too_many_drops_is_refused(organism, tmp_path, capsys):
     rc = main(["redundancy", "--runs-dir", str(tmp_path), "--model", "organism",
                "--strategy", "attn", "--max-drop", "99"])
     assert rc == 2
-    assert "can drop at most 4 components" in capsys.readouterr().err
+    n_layers = unwrap(organism).cfg.n_layers  # one attention sublayer per layer
+    assert f"can drop at most {n_layers} components" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_cli_writes_a_complete_run(tmp_path):
+def test_cli_writes_a_complete_run(organism, tmp_path):
     rc = main(["redundancy", "--runs-dir", str(tmp_path), "--model", "organism",
                "--strategy", "joint", "--max-drop", "2", "--iterative", "--heads",
                "--head-items", "4", "--repeats", "1", "--random-seeds", "0", "--n-items", "8"])
@@ -50,7 +52,8 @@ def test_cli_writes_a_complete_run(tmp_path):
     assert set(curve["mode"]) == {"one_shot", "iterative", "random"}
     assert sorted(curve.n_dropped.unique()) == [0, 1, 2]
     he = run.manifest["he_comparison"]
-    assert len(he["attn_scores"]) == 4 and isinstance(he["same_ordering"], bool)
+    n_layers = unwrap(organism).cfg.n_layers
+    assert len(he["attn_scores"]) == n_layers and isinstance(he["same_ordering"], bool)
     assert (run.path / "redundancy.html").stat().st_size > 100_000
     json.dumps(run.manifest)
 
