@@ -3,6 +3,7 @@ and listing commands (no torch import), `sae list` as a table, the redundancy dr
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -125,4 +126,6 @@ def test_sae_list_is_a_table(capsys, tmp_path):
     assert lines[0].split()[:6] == ["model", "layer", "arch", "d_in", "d_sae", "k"]
     assert "{" not in out and "}" not in out  # no raw dicts
     organism = [ln for ln in lines if ln.startswith("organism")]
-    assert len(organism) == 4 and all("topk" in ln and "%" in ln for ln in organism)
+    shipped = json.loads((REPO_ROOT / "data" / "saes" / "recipe.json").read_text())
+    assert [int(ln.split()[1]) for ln in organism] == shipped["organism"]["layers"]
+    assert all("topk" in ln and "%" in ln for ln in organism)
