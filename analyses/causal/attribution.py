@@ -34,6 +34,7 @@ TransformerLens has no attribution patching; this module reuses its hook points 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ from analyses.causal.attribution_graddrop import (
     gate_names,
 )
 from analyses.causal.attribution_qk import QK, qk_effects, qk_names
-from analyses.causal.batched import Runner, reduce_metric, rows_per_pass
+from analyses.causal.batched import reduce_metric, rows_per_pass
 from analyses.causal.fast import component_heads
 from analyses.causal.patching import (
     Baselines,
@@ -64,7 +65,6 @@ from analyses.causal.patching import (
     unwrap,
 )
 from probes.hooks import record
-from probes.models import is_encoder
 
 _GRAD_ENTRY = "blocks.0.hook_resid_pre"
 
@@ -189,21 +189,19 @@ class _Sweep:
     def chunk(self, rows: slice):
         """(base metric, source metric, effects[pass][config]) of the prompts at ``rows``,
         each a summand of the full batch's (the metric's mean over all prompts)."""
-        pair, model = self.pair, self.model
-        whole = rows.stop - rows.start == pair.batch
-        mask = None if pair.attention_mask is None else pair.attention_mask[rows]
-        runner = Runner(model, is_encoder(model), mask)
-        metric = pair.score if whole else _rows_metric(pair, rows)
-        clean, corrupted = pair.clean[rows], pair.corrupted[rows]
-        base_tokens, src_tokens = (corrupted, clean) if self.method == "denoising" else (
-            clean, corrupted)
+        model = self.model
+        part = self.pair if rows.stop - rows.start == self.pair.batch else \
+            _chunk_pair(self.pair, rows)
+        runner = make_runner(model, part)
+        base_tokens, src_tokens = (part.corrupted, part.clean) if self.method == "denoising" \
+            else (part.clean, part.corrupted)
         drop = DropState() if self.grad_drop else None
-        base_metric, base_acts, grads, regrad = _forward_backward(runner, base_tokens, metric,
-                                                                  self.names, drop)
+        base_metric, base_acts, grads, regrad = _forward_backward(runner, base_tokens,
+                                                                  part.score, self.names, drop)
         with torch.no_grad():
             src_out, src_acts = record(model, self.names, lambda: runner.full(src_tokens))
-            src_metric = float(reduce_metric(metric(src_out)))
-        n_pos = pair.n_pos
+            src_metric = float(reduce_metric(part.score(src_out)))
+        n_pos = part.n_pos
 
         def effects(grads_now) -> list[torch.Tensor]:
             with torch.no_grad():
@@ -215,18 +213,15 @@ class _Sweep:
         return base_metric, src_metric, sums
 
 
-def _rows_metric(pair: PatchPair, rows: slice):
-    """The metric of the prompts at ``rows`` as their share of the full batch's mean.
+def _chunk_pair(pair: PatchPair, rows: slice) -> PatchPair:
+    """The prompts at ``rows`` as a pair whose metric is their share of the full batch's mean.
 
     ``pair.metric`` is written for the whole batch (e.g. it reads each prompt's answer by row),
     so it gets a full-batch output whose other rows are zero and only ``rows``' values are
     kept: (batch, ...) at the scored positions with ``score_pos``, else (batch, pos, ...).
     """
 
-    def metric(out: torch.Tensor) -> torch.Tensor:  # out: (chunk, pos, ...)
-        if pair.score_pos is not None:
-            here = torch.arange(out.shape[0], device=out.device)
-            out = out[here, pair.score_pos[rows].to(out.device)]
+    def metric(out: torch.Tensor) -> torch.Tensor:  # out: (chunk, ...), scored as pair.score
         pad = out.shape[1:]
         full = torch.cat([out.new_zeros(rows.start, *pad), out,
                           out.new_zeros(pair.batch - rows.stop, *pad)])
@@ -239,7 +234,12 @@ def _rows_metric(pair: PatchPair, rows: slice):
                 "chunk_pairs=None")
         return values[rows].float().sum() / values.numel()
 
-    return metric
+    def part(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[rows]
+
+    return dataclasses.replace(pair, clean=pair.clean[rows], corrupted=pair.corrupted[rows],
+                               metric=metric, attention_mask=part(pair.attention_mask),
+                               score_pos=part(pair.score_pos))
 
 
 def attribute(model, pair: PatchPair, config: PatchingConfig, qk_fix: bool = False,
