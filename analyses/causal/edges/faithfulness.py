@@ -39,14 +39,20 @@ RANKINGS = ("signed", "absolute")
 def top_edges(graph: EdgeGraph, scores: torch.Tensor, n: int, ranking: str = "signed"
               ) -> torch.Tensor:
     """(source, target) bool: the ``n`` highest-scoring edges (by |score| if absolute)."""
+    keep = torch.zeros(scores.numel(), dtype=torch.bool)
+    if n > 0:
+        keep[edge_order(graph, scores, ranking)[:n]] = True
+    return keep.reshape(scores.shape) & graph.real
+
+
+def edge_order(graph: EdgeGraph, scores: torch.Tensor, ranking: str = "signed") -> torch.Tensor:
+    """Flat (source, target) indices, best edge first (by |score| if absolute); the pairs
+    that are no edges come last."""
     if ranking not in RANKINGS:
         raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
     key = scores.abs() if ranking == "absolute" else scores.clone()
     key = key.double().masked_fill(~graph.real, float("-inf")).flatten()
-    keep = torch.zeros(key.numel(), dtype=torch.bool)
-    if n > 0:
-        keep[torch.sort(key, descending=True, stable=True).indices[:n]] = True
-    return keep.reshape(scores.shape) & graph.real
+    return torch.sort(key, descending=True, stable=True).indices
 
 
 class Curve(NamedTuple):

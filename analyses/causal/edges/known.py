@@ -32,10 +32,10 @@ from typing import Any, NamedTuple
 import pandas as pd
 import torch
 
-from analyses.causal.edges.faithfulness import circuit_metrics
+from analyses.causal.edges.faithfulness import circuit_metrics, edge_order
 from analyses.causal.edges.graph import QKV, EdgeGraph
 from data.notation import head_label
-from probes.head_scores import head_scores
+from probes.head_scores import HeadScoreConfig, head_scores
 
 VARIANTS = ("core", "core+inputs", "nodes")
 Head = tuple[int, int]
@@ -58,7 +58,8 @@ def find_induction_heads(model: Any, tokens: torch.Tensor,
 
     A head that passes both thresholds is counted as an induction head only.
     """
-    table = head_scores(model, {"induction": tokens}).scores
+    # top_k=0: the scores only, not each head's top prompts (a forward pass per prompt)
+    table = head_scores(model, {"induction": tokens}, config=HeadScoreConfig(top_k=0)).scores
     wide = table.pivot_table(index=["layer", "head"], columns="stat", values="value")
     ind = [(int(la), int(h)) for (la, h), v in wide.induction.items()
            if v > config.induction_threshold]
@@ -115,8 +116,7 @@ def known_circuit_table(model: Any, graph: EdgeGraph, heads: InductionHeads,
 
 def edge_ranks(graph: EdgeGraph, scores: torch.Tensor) -> torch.Tensor:
     """(source, target) long: each edge's rank by signed score among all edges (1 = top)."""
-    key = scores.double().masked_fill(~graph.real, float("-inf")).flatten()
-    order = torch.sort(key, descending=True, stable=True).indices
+    order = edge_order(graph, scores)  # the order of top_edges' signed circuits
     ranks = torch.empty_like(order)
     ranks[order] = torch.arange(1, order.numel() + 1)
     return ranks.reshape(scores.shape)
