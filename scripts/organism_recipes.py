@@ -32,7 +32,7 @@ import torch
 
 from data.organism import corpus
 from data.organism.config import ModelConfig, TrainConfig
-from data.organism.corpus import FAMILIES, _chains, make_items
+from data.organism.corpus import FAMILIES, draw_chains, make_items
 from data.organism.evaluate import encode_items, item_accuracy
 from data.organism.hops import hop_accuracies
 from data.organism.net import OrganismNet
@@ -42,7 +42,7 @@ from data.organism.world import make_world
 
 def partial3_text(rng, world, p_complete):
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 2))[0]
-    ch = _chains(rng, world, n, heldout=False, p_complete=p_complete)
+    ch = draw_chains(rng, world, n, heldout=False, p_complete=p_complete)
     out = ch.words()
     for j in rng.sample(range(n), min(n, 3) if n < 4 else 2):
         out += ["so", ch.people[j], "is", "in", ch.end(j), "."]
@@ -57,7 +57,7 @@ def dense_at_text(rng, world, two_hop, n_at):
     """``dense`` rows plus ``n_at`` one-hop questions in another phrasing, "so X is at" -> X's
     place, so the first hop keeps its own training signal while "is in" asks for two hops."""
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 3))[0]
-    ch = _chains(rng, world, n, heldout=False, p_complete=corpus.REASONING_COMPLETE_P)
+    ch = draw_chains(rng, world, n, heldout=False, p_complete=corpus.REASONING_COMPLETE_P)
     queries = [(ch.people[j], "in", ch.end(j)) for j in range(n)
                if two_hop or not ch.complete[j]]
     queries += [(ch.places[j], "in", ch.cities[j]) for j in range(n) if ch.complete[j]]

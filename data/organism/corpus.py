@@ -178,8 +178,10 @@ class Chains:
         return self.cities[j] if self.complete[j] else self.places[j]
 
 
-def _chains(rng: random.Random, world: World, n: int, heldout: bool,
-            p_complete: float = 1.0) -> Chains:
+def draw_chains(rng: random.Random, world: World, n: int, heldout: bool,
+                p_complete: float = 1.0) -> Chains:
+    """``n`` chains whose context is (``heldout``) or is not in the held-out split; each
+    chain complete with probability ``p_complete``."""
     while True:
         people = tuple(rng.sample(world.names, n))
         places = tuple(rng.sample(world.places, n))
@@ -202,7 +204,7 @@ def reasoning_item(rng: random.Random, world: World) -> Item:
     becomes that chain's city; same length, one word differs.
     """
     n = REASONING_EVAL_CHAINS
-    ch = _chains(rng, world, n, heldout=True)
+    ch = draw_chains(rng, world, n, heldout=True)
     j, k = rng.sample(range(n), 2)
     query = ["so", ch.people[j], "is", "in"]
     return Item("reasoning", tuple(ch.words() + query), ch.cities[j],
@@ -220,7 +222,7 @@ def reasoning_text_v1(rng: random.Random, world: World) -> list[str]:
     Measured (issue 20): on these rows the organism learned neither hop in context.
     """
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 2))[0]
-    ch = _chains(rng, world, n, heldout=False)
+    ch = draw_chains(rng, world, n, heldout=False)
     out = ch.words()
     for j in rng.sample(range(n), min(n, 2) if n < 4 else 1):
         out += ["so", ch.people[j], "is", "in", ch.cities[j], "."]
@@ -243,7 +245,7 @@ def reasoning_text(rng: random.Random, world: World, two_hop: bool = True) -> li
     restates a fact that is already in context.
     """
     n = rng.choices((1, 2, 3, 4), weights=(1, 2, 3, 3))[0]
-    ch = _chains(rng, world, n, heldout=False, p_complete=REASONING_COMPLETE_P)
+    ch = draw_chains(rng, world, n, heldout=False, p_complete=REASONING_COMPLETE_P)
     queries = [(ch.people[j], ch.end(j)) for j in range(n) if two_hop or not ch.complete[j]]
     queries += [(ch.places[j], ch.cities[j]) for j in range(n) if ch.complete[j]]
     rng.shuffle(queries)

@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import torch
 
-from data.organism.corpus import _chains
-from data.organism.world import BOS, World
+from data.organism.corpus import draw_chains
+from data.organism.vocab import encode_words
+from data.organism.world import World
 
 PROBES = ("place", "person_cut", "person")
 
@@ -38,7 +39,8 @@ class HopAccuracy(NamedTuple):
 def _item(rng: random.Random, world: World, probe: str) -> tuple[list[str], str, set[str]]:
     """(words, answer, candidates of the answer's kind in the context)."""
     while True:
-        ch = _chains(rng, world, 3, heldout=True, p_complete=0.5 if probe == "person_cut" else 1)
+        p_complete = 0.5 if probe == "person_cut" else 1.0
+        ch = draw_chains(rng, world, 3, heldout=True, p_complete=p_complete)
         j = rng.randrange(3)
         if probe == "person_cut" and ch.complete[j]:
             continue
@@ -63,7 +65,7 @@ def hop_accuracies(forward: Callable[[torch.Tensor], torch.Tensor], world: World
         width = int(lengths.max())
         ids = torch.zeros(n, width, dtype=torch.long)  # right-padded: causal, so harmless
         for i, (words, _, _) in enumerate(items):
-            ids[i, : len(words) + 1] = torch.tensor([w2i[BOS]] + [w2i[w] for w in words])
+            ids[i, : len(words) + 1] = torch.tensor(encode_words(words, w2i))
         logits = forward(ids)  # (batch, pos, d_vocab)
         pred = logits[torch.arange(n), lengths - 1].argmax(-1).tolist()
         words = [world.vocab[p] for p in pred]
