@@ -64,19 +64,14 @@ def run(args) -> int:
 
 
 def run_eval(args) -> int:
-    from analyses.cli.checks import UsageError, check_int
+    from analyses.cli.checks import check_int, parse_ints
     from data.organism.fresh import fresh_evaluation, summary
     from data.organism.load import load_organism, read_config
     from data.organism.world import make_world
     from data.store import RunStore
 
     check_int("--n", args.n, 1, 100_000)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds {args.seeds!r}: give comma-separated integers") from None
-    if not seeds or min(seeds) < 0:
-        raise UsageError(f"--seeds {args.seeds!r}: give at least one non-negative seed")
+    seeds = list(parse_ints("--seeds", args.seeds))
     model = load_organism(path=args.path)
     world_spec = read_config(args.path)["world"]
     world = make_world(world_spec["seed"], world_spec["n_people"])
