@@ -5,7 +5,9 @@
   edge drawn from its source node to the q/k/v input of its target head (offset left /
   centre / right on the head), width and colour by score;
 - :func:`faithfulness_figure`: a ``faithfulness`` curve with the run's CPR and CMD
-  (``circuit_faithfulness``) in the title.
+  (``circuit_faithfulness``) in the title;
+- :func:`known_circuit_figure`: the faithfulness of the known induction circuit's edge sets
+  (``known_circuit``), one bar per edge set and task.
 
 Shared by the circuit report's edge section (:mod:`analyses.reports.edge_section`), the
 dashboard (:mod:`dashboard.views.circuit_graph`) and notebooks; none runs a model or reads
@@ -191,4 +193,47 @@ def faithfulness_figure(curve: pd.DataFrame, summary: pd.DataFrame,
               "linear budget axis (MIB)</sup>",
         xaxis={"type": "log", "title": "edge budget (fraction of edges kept, log scale)"},
         yaxis={"title": "faithfulness"})
+    return fig
+
+
+def known_circuit_figure(known: pd.DataFrame,
+                         title: str = "Known induction circuit: faithfulness of its edge sets"
+                         ) -> go.Figure:
+    """One horizontal bar per edge set of a ``known_circuit`` table (several tasks or
+    ablations may be concatenated: one colour each), labelled with its edge count.
+
+    Sets kept alone (core .. nodes+mlps) are sufficient if near 1; the ``all-but-`` sets
+    (the full graph without some edges) show necessity: near 0 if the removed edges are
+    needed.
+    """
+    require_columns(known, ["variant", "n_edges", "faithfulness"], "known_circuit table",
+                    "run `attnlab circuit evaluate` on an induction task")
+    known = known.copy()
+    keys = [c for c in ("task", "ablation") if c in known.columns]
+    known["group"] = known[keys].astype(str).agg(", ".join, axis=1) if keys else "circuit"
+    order = list(dict.fromkeys(known.variant))
+    fig = go.Figure()
+    for group, part in known.groupby("group", sort=False):
+        part = part.set_index("variant").reindex(order).dropna(subset=["faithfulness"])
+        fig.add_trace(go.Bar(
+            y=part.index, x=part.faithfulness, orientation="h", name=group,
+            text=[f"{f:.3f} ({int(n)} edges)" for f, n in zip(part.faithfulness,
+                                                              part.n_edges)],
+            textposition="outside", cliponaxis=False,
+            hovertemplate="%{y}: faithfulness %{x:.3f}<extra>" + group + "</extra>"))
+    for x in (0.0, 1.0):
+        fig.add_vline(x=x, line={"dash": "dot", "color": "#888"})
+    heads = ""
+    if {"previous_token_heads", "induction_heads"} <= set(known.columns):
+        heads = (f"previous-token {known.previous_token_heads.iloc[0]}, induction "
+                 f"{known.induction_heads.iloc[0]} (from attention patterns); ")
+    fig.update_layout(
+        title=f"{title}<br><sup>{heads}kept alone: 1 = as faithful as the full model; "
+              "all-but-: 0 = the removed edges are necessary</sup>",
+        barmode="group",
+        xaxis={"title": "faithfulness",  # room for the labels of negative bars
+               "range": [min(-0.3, known.faithfulness.min() - 0.3),
+                         max(1.2, known.faithfulness.max() + 0.3)]},
+        yaxis={"autorange": "reversed", "title": ""},
+        height=140 + 45 * len(order) * max(1, known.group.nunique()) // 2)
     return fig

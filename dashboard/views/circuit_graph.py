@@ -28,6 +28,17 @@ def _budgets(n_edges: int) -> list[float]:
     return [b for b in MIB_BUDGETS if 1 <= int(b * n_edges) <= MAX_DRAWN]
 
 
+ABLATION_WORDS = {"corrupted": "the corrupted prompts'",
+                  "mean": "mean (per position, over the clean prompts)"}
+
+
+def ablation_of(curve) -> str:
+    """How an evaluation ablated the edges outside its circuits, in words (a ``faithfulness``
+    table without the ``ablation`` column predates mean ablation: corrupted)."""
+    name = curve.ablation.iloc[0] if "ablation" in curve.columns and len(curve) else "corrupted"
+    return ABLATION_WORDS.get(name, name)
+
+
 def _model_of(run_id: str | None) -> str | None:
     if run_id is None:
         return None
@@ -89,6 +100,7 @@ def render(prefer: str | None = None, key: str = "circuit_graph") -> None:
             st.metric(f"Faithfulness at this budget ({ranking} ranking)",
                       f"{float(row.faithfulness.iloc[0]):.3f}")
         show(faithfulness_figure(c.faithfulness, c.summary), key=f"{key}_curve")
-        st.caption(f"Evaluation run `{c.eval_run}`.")
+        st.caption(f"Evaluation run `{c.eval_run}`; edges outside the circuit ablated with "
+                   f"{ablation_of(c.faithfulness)} activations.")
     with st.expander("top edges"):
         st.dataframe(c.edges.head(50), hide_index=True, width="stretch")

@@ -39,6 +39,7 @@ def test_budget_slider_redraws_the_graph_and_reads_the_curve(store_root, tables,
     cpr = tables["circuit_faithfulness"].set_index("ranking").at["signed", "cpr"]
     assert any(f"CPR {cpr:.3f} (signed)" in t for t in _titles(at))
     assert EVAL_RUN in markdown_text(at)
+    assert "ablated with the corrupted prompts' activations" in markdown_text(at)
     curve = tables["faithfulness"].set_index(["ranking", "budget"]).faithfulness
     at.select_slider(key="circuit_graph_budget").set_value(0.2).run()
     at.radio(key="circuit_graph_ranking").set_value("absolute").run()
@@ -79,3 +80,12 @@ def test_an_empty_store_shows_the_discover_command(tmp_path, monkeypatch):
     at = open_page(tmp_path / "empty", PAGE, monkeypatch)
     assert_clean(at)
     assert "attnlab circuit discover --model organism" in markdown_text(at)
+
+
+def test_the_ablation_is_named_and_old_runs_read_as_corrupted(tables):
+    from dashboard.views.circuit_graph import ablation_of
+
+    curve = tables["faithfulness"]
+    assert ablation_of(curve) == "the corrupted prompts'"
+    assert ablation_of(curve.drop(columns="ablation")) == "the corrupted prompts'"
+    assert ablation_of(curve.assign(ablation="mean")).startswith("mean (per position")

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from analyses.causal.batched import reduce_metric
+from analyses.causal.edges.faithfulness import edge_order
 from analyses.causal.edges.graph import (
     INPUT_HOOK,
     EdgeGraph,
@@ -159,18 +160,21 @@ def edge_attribution(model: Any, pairs: PatchPair | Sequence[PatchPair],
 
 
 def scores_table(result: EdgeScores) -> pd.DataFrame:
-    """The ``edges`` table: one row per edge, highest score first (schema ``edges``)."""
+    """The ``edges`` table: one row per edge, highest score first (schema ``edges``).
+
+    The rows and ``rank`` follow :func:`analyses.causal.edges.faithfulness.edge_order` (signed),
+    the order that circuits and known-circuit ranks use, so exact ties are broken the same way
+    everywhere: by (source, target) index.
+    """
     g = result.graph
-    src, tgt = g.edge_table_index()
-    score = result.scores[src, tgt]
-    df = pd.DataFrame({
+    order = edge_order(g, result.scores)[:g.n_edges]  # the pairs that are no edges come last
+    src, tgt = order // len(g.targets), order % len(g.targets)
+    return pd.DataFrame({
         "source": [g.sources[i].name for i in src.tolist()],
         "target": [g.targets[i].name for i in tgt.tolist()],
-        "score": score.numpy(),
+        "score": result.scores[src, tgt].numpy(),
+        "rank": range(1, len(order) + 1),
         "method": result.method,
         "source_layer": [g.sources[i].layer for i in src.tolist()],
         "target_layer": [g.targets[i].layer for i in tgt.tolist()],
     })
-    df = df.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-    df.insert(3, "rank", range(1, len(df) + 1))
-    return df

@@ -16,7 +16,17 @@ The circuit as edge sets, each containing the one before (:data:`VARIANTS`):
   -> logits;
 - ``core+inputs``: plus the embeddings each of those heads reads (input -> their q, k, v);
 - ``nodes``: every edge among the nodes {input, those heads, logits} (the node-induced
-  subgraph; e.g. a previous-token head's output also read by an induction head's values).
+  subgraph; e.g. a previous-token head's output also read by an induction head's values);
+- ``nodes+mlps``: every edge among {input, those heads, every MLP, logits}. The textbook
+  circuit comes from attention-only models; in a model with MLPs the previous-token signal may
+  reach the induction heads' keys through an MLP, and their answer the logits through later
+  MLPs (on the organism EAP-IG ranks mlp0 -> the induction keys and mlp1..5 -> logits among
+  its top edges), so this is the circuit with every MLP allowed as a relay.
+
+Two edge sets test necessity instead: the full graph without the ``core`` edges
+(``all-but-core``) and without every edge out of the induction heads
+(``all-but-induction-out``). Kept alone, a circuit should score near 1 if it is sufficient;
+removed from the full graph, near 0 if it is necessary.
 
 Faithfulness is MIB's, with every other edge given its corrupted activation
 (:func:`analyses.causal.edges.faithfulness.circuit_metrics`); the ranks are the positions of
@@ -37,7 +47,8 @@ from analyses.causal.edges.graph import QKV, EdgeGraph
 from data.notation import head_label
 from probes.head_scores import HeadScoreConfig, head_scores
 
-VARIANTS = ("core", "core+inputs", "nodes")
+VARIANTS = ("core", "core+inputs", "nodes", "nodes+mlps", "all-but-core",
+            "all-but-induction-out")
 Head = tuple[int, int]
 
 
@@ -75,6 +86,8 @@ def circuit_edges(graph: EdgeGraph, heads: InductionHeads, variant: str) -> torc
     """(source, target) bool mask of the circuit ``variant`` (module docstring)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if variant.startswith("all-but-"):
+        return _complement(graph, heads, variant)
     keep = torch.zeros_like(graph.real)
     logits = graph.target_index(0, "logits")
     for sl, sh in heads.previous_token:
@@ -88,25 +101,41 @@ def circuit_edges(graph: EdgeGraph, heads: InductionHeads, variant: str) -> torc
         for la, h in members:
             for x in QKV:
                 keep[0, graph.target_index(la, x, h)] = True
-    if variant == "nodes":
+    if variant in ("nodes", "nodes+mlps"):
         sources = [0] + [graph.source_index(la, h) for la, h in members]
         targets = [graph.target_index(la, x, h) for la, h in members for x in QKV] + [logits]
+        if variant == "nodes+mlps" and graph.has_mlp:
+            sources += [graph.source_index(la) for la in range(graph.n_layers)]
+            targets += [graph.target_index(la, "mlp") for la in range(graph.n_layers)]
         keep[torch.tensor(sources)[:, None], torch.tensor(targets)[None, :]] = True
     return keep & graph.real
 
 
+def _complement(graph: EdgeGraph, heads: InductionHeads, variant: str) -> torch.Tensor:
+    """The full graph without the core edges, or without every edge out of the induction
+    heads."""
+    if variant == "all-but-core":
+        return graph.real & ~circuit_edges(graph, heads, "core")
+    drop = torch.zeros_like(graph.real)
+    drop[[graph.source_index(la, h) for la, h in heads.induction]] = True
+    return graph.real & ~drop
+
+
 def known_circuit_table(model: Any, graph: EdgeGraph, heads: InductionHeads,
-                        pairs: Sequence, scores: torch.Tensor) -> pd.DataFrame:
-    """Faithfulness of every variant on ``pairs`` (chunks of prompt pairs), and the best and
+                        pairs: Sequence, scores: torch.Tensor,
+                        ablation: str = "corrupted") -> pd.DataFrame:
+    """Faithfulness of every variant on ``pairs`` (chunks of prompt pairs), every other edge
+    ablated with ``ablation`` (corrupted | mean, :func:`circuit_metrics`), and the best and
     worst rank of its core edges by ``scores`` ((source, target) edge scores); schema
     ``known_circuit``."""
     keeps = [circuit_edges(graph, heads, v) for v in VARIANTS]
-    res = circuit_metrics(model, graph, keeps, pairs)
+    res = circuit_metrics(model, graph, keeps, pairs, ablation)
     rows = []
     for variant, keep, m, f in zip(VARIANTS, keeps, res.metrics, res.faithfulness):
         rows.append({"variant": variant, "n_edges": int(keep.sum()), "metric": m,
                      "faithfulness": f, "clean_metric": res.clean_metric,
                      "corrupted_metric": res.corrupted_metric, "n_pairs": res.n_pairs,
+                     "empty_metric": res.empty_metric, "ablation": res.ablation,
                      "previous_token_heads": " ".join(head_label(*h) for h in heads.previous_token),
                      "induction_heads": " ".join(head_label(*h) for h in heads.induction)})
     core = edge_ranks(graph, scores)[keeps[0]]

@@ -2,17 +2,18 @@
 
     attnlab circuit discover --model organism --task induction-keys --method eap-ig
     attnlab circuit discover --model smollm2 --task ioi --method eap --n 16
-    attnlab circuit evaluate --run circuit-discover-20250101-120000-abcd
+    attnlab circuit evaluate --run circuit-discover-20250101-120000-abcd --ablation mean
 
 ``discover`` scores every edge of the model's graph (embeddings, heads with q/k/v inputs,
 MLPs, logits; :mod:`analyses.causal.edges`) and writes an ``edges`` table. ``evaluate`` reads
 that run, keeps the top edges at MIB's budgets (0.1% .. 50% of edges, and all), ablates every
-other edge with the **corrupted** run's activations, and writes the ``faithfulness`` curve and
-``circuit_faithfulness`` (CPR, CMD) to a new run. On an induction task it also evaluates the
-known induction circuit, its heads found from attention patterns (``known_circuit``:
-:mod:`analyses.causal.edges.known`). It evaluates on held-out pairs (seed + 1)
-unless --seed is given. Both take ``--nproc N``: the pairs are split over N processes and
-the pair-weighted means gathered (rank 0 writes the run).
+other edge (``--ablation corrupted``, the default: the corrupted run's activations;
+``--ablation mean``: the source's output averaged over the clean prompts at that position),
+and writes the ``faithfulness`` curve and ``circuit_faithfulness`` (CPR, CMD) to a new run. On
+an induction task it also evaluates the known induction circuit, its heads found from
+attention patterns (``known_circuit``: :mod:`analyses.causal.edges.known`). It evaluates on
+held-out pairs (seed + 1) unless --seed is given. Both take ``--nproc N``: the pairs are
+split over N processes and the pair-weighted means gathered (rank 0 writes the run).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from analyses.cli.checks import MAX_ITEMS, UsageError, check_int
 from analyses.cli.options import add_command, add_model
 
 METHODS = ("eap", "eap-ig", "exact-nodes", "exact-edges")
+ABLATIONS = ("corrupted", "mean")  # analyses.causal.edges.ablate.ABLATIONS (not imported: light)
 HELP = "edge circuits: EAP / EAP-IG discovery, MIB faithfulness (CPR, CMD)"
 
 
@@ -47,6 +49,10 @@ def register(sub, common) -> None:
     e.add_argument("--seed", type=int, default=None,
                    help="item seed (default: the discover run's seed + 1, held out)")
     e.add_argument("--batch-size", type=int, default=16, help="pairs per pass (default 16)")
+    e.add_argument("--ablation", default="corrupted", choices=ABLATIONS,
+                   help="what an edge outside the circuit carries: corrupted (the corrupted "
+                   "prompt's activation, default) | mean (the mean over the clean prompts at "
+                   "that position); faithfulness is measured against the empty circuit under it")
 
 
 def _check(args) -> None:
@@ -126,16 +132,17 @@ def run_evaluate(args) -> int:
     full = _dataset(loaded.name, cfg["task"], n, seed)
     ds = shard_task(full)  # this rank's pairs
     config = {"source_run": args.run, "task": cfg["task"], "method": cfg["method"], "n": n,
-              "seed": seed, "ablation": "corrupted", "batch_size": args.batch_size}
+              "seed": seed, "ablation": args.ablation, "batch_size": args.batch_size}
     with start_run(store, command="circuit-evaluate", model=loaded.name,
                    config=config) as run_:
-        curve = faithfulness_curve(loaded.model, graph, scores, task_chunks(ds, args.batch_size))
+        curve = faithfulness_curve(loaded.model, graph, scores, task_chunks(ds, args.batch_size),
+                                   ablation=args.ablation)
         run_.write_table("faithfulness", curve.table.assign(task=cfg["task"],
                                                             method=cfg["method"]))
         summary = curve.summary.assign(task=cfg["task"], method=cfg["method"])
         run_.write_table("circuit_faithfulness", summary)
         known = _known_circuit(loaded.model, graph, scores, full.clean_tokens, ds, cfg["task"],
-                               args.batch_size)
+                               args.batch_size, args.ablation)
         if known is not None:
             run_.write_table("known_circuit", known)
     print(curve.table.round(4).to_string(index=False))
@@ -143,14 +150,15 @@ def run_evaluate(args) -> int:
     tables = "'faithfulness', 'circuit_faithfulness'"
     if known is not None:
         print("known induction circuit (heads from attention patterns), kept alone:")
-        print(known.drop(columns=["clean_metric", "corrupted_metric"]).round(4)
+        print(known.drop(columns=["clean_metric", "corrupted_metric", "empty_metric"]).round(4)
               .to_string(index=False))
         tables += ", 'known_circuit'"
     print(f"run {run_.run_id}: tables {tables} ({run_.path})")
     return 0
 
 
-def _known_circuit(model, graph, scores, tokens, ds, task: str, batch_size: int):
+def _known_circuit(model, graph, scores, tokens, ds, task: str, batch_size: int,
+                   ablation: str):
     """The ``known_circuit`` table on an induction task, or None (other tasks, or no
     induction circuit in the model: said on stdout).
 
@@ -166,5 +174,6 @@ def _known_circuit(model, graph, scores, tokens, ds, task: str, batch_size: int)
     except ValueError as exc:
         print(f"known circuit not evaluated: {exc}")
         return None
-    table = known_circuit_table(model, graph, heads, task_chunks(ds, batch_size), scores)
+    table = known_circuit_table(model, graph, heads, task_chunks(ds, batch_size), scores,
+                                ablation)
     return table.assign(task=task)

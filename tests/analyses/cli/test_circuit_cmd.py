@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analyses.causal.edges.known import VARIANTS
 from analyses.cli.main import main
 from data.store import RunStore
 
@@ -42,6 +43,31 @@ def test_circuit_discover_then_evaluate_writes_edges_and_faithfulness(tmp_path, 
     summary = ev.read_table("circuit_faithfulness")
     assert set(summary.ranking) == {"signed", "absolute"}
     assert ev.manifest["config"]["seed"] == 1  # held-out pairs by default
+    assert ev.manifest["config"]["ablation"] == "corrupted"  # the default
+    assert (summary.ablation == "corrupted").all()
+    assert (summary.empty_metric == summary.corrupted_metric).all()
+
+
+def test_circuit_evaluate_with_mean_ablation_records_it(tmp_path):
+    runs = str(tmp_path)
+    store, disc = _discover(runs, "ioi", 4, 2)
+    assert main(["circuit", "evaluate", "--runs-dir", runs, "--run", disc.run_id, "--n", "4",
+                 "--batch-size", "3", "--ablation", "mean"]) == 0
+    (ev,) = store.find_runs("faithfulness")
+    assert ev.manifest["config"]["ablation"] == "mean"
+    curve, summary = ev.read_table("faithfulness"), ev.read_table("circuit_faithfulness")
+    assert (curve.ablation == "mean").all() and (summary.ablation == "mean").all()
+    empty = curve[curve.budget == 0.0]
+    assert (abs(empty.faithfulness) < 1e-4).all() and (empty.metric == empty.empty_metric).all()
+    assert (abs(curve[curve.budget == 1.0].faithfulness - 1) < 1e-4).all()
+    assert (summary.empty_metric != summary.corrupted_metric).all()
+
+
+def test_the_cli_offers_the_library_ablations():
+    from analyses.causal.edges.ablate import ABLATIONS
+    from analyses.cli.commands import circuit_cmd
+
+    assert circuit_cmd.ABLATIONS == ABLATIONS
 
 
 def test_circuit_evaluate_rejects_a_run_without_edges(tmp_path, capsys):
@@ -60,7 +86,10 @@ def test_circuit_evaluate_on_induction_adds_the_known_circuit(tmp_path, capsys):
     assert "known induction circuit" in capsys.readouterr().out
     (ev,) = store.find_runs("known_circuit")
     known = ev.read_table("known_circuit")
-    assert known.variant.tolist() == ["core", "core+inputs", "nodes"]
-    assert known.n_edges.is_monotonic_increasing and (known.n_pairs == 8).all()
+    assert known.variant.tolist() == list(VARIANTS)
+    kept = known.set_index("variant").n_edges
+    assert kept[["core", "core+inputs", "nodes", "nodes+mlps"]].is_monotonic_increasing
+    assert kept["all-but-core"] == n_edges - kept["core"]
+    assert (known.n_pairs == 8).all()
     assert known.induction_heads.iloc[0] and known.previous_token_heads.iloc[0]
     assert 1 <= known.core_best_rank.iloc[0] <= known.core_worst_rank.iloc[0] <= n_edges

@@ -35,13 +35,16 @@ def _evaluate_run(root, exclude: str):
 
 
 def test_circuit_evaluate_with_nproc_2_equals_one_process(tmp_path, monkeypatch, capfd):
-    # one discover run, copied to both stores; then evaluate on 2 processes and on 1
+    # one discover run, copied to both stores; then evaluate on 2 processes and on 1. Mean
+    # ablation: it all-reduces what corrupted ablation does (clean, corrupted and circuit
+    # metrics) and the positional means too (per-rank means, 3 and 4 pairs, would differ)
+    ablation = "mean"
     assert main(["circuit", "discover", *SMALL, "--method", "eap",
                  "--runs-dir", str(tmp_path / "two")]) == 0
     source = RunStore(tmp_path / "two").list_runs().run_id[0]
     shutil.copytree(tmp_path / "two", tmp_path / "one")
     argv = ["circuit", "evaluate", "--run", source, "--n", "7", "--batch-size", "2",
-            "--device", "cpu"]
+            "--device", "cpu", "--ablation", ablation]
     # torchrun from this process (what `--nproc 2` does); the ranks write to our fd 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.chdir(REPO_ROOT)
@@ -56,3 +59,4 @@ def test_circuit_evaluate_with_nproc_2_equals_one_process(tmp_path, monkeypatch,
     assert_tables_equal(s2, s1, atol=1e-6)
     assert (s2.n_pairs == 7).all()  # every rank's pairs counted
     assert (f1[f1.budget == 1.0].faithfulness - 1).abs().max() < 1e-6  # full circuit = clean
+    assert (f2.ablation == ablation).all()

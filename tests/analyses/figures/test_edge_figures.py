@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from transformer_lens import HookedTransformer
 
 from analyses.causal.edges.faithfulness import top_edges
+from analyses.causal.edges.graph import build_graph
+from analyses.causal.edges.known import VARIANTS, InductionHeads, known_circuit_table
 from analyses.causal.edges.table import scores_matrix
 from analyses.figures.edges import (
     MAX_DRAWN,
@@ -14,10 +17,11 @@ from analyses.figures.edges import (
     POSITIVE,
     circuit_graph,
     faithfulness_figure,
+    known_circuit_figure,
     select_edges,
 )
 from tests.support.edges import edge_tables
-from tests.support.tiny import tiny_cfg
+from tests.support.tiny import make_pair, tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +112,24 @@ def test_faithfulness_figure_has_cpr_cmd_in_the_title_and_one_line_per_ranking(t
     assert list(lines[0].y) == pytest.approx(signed.faithfulness.tolist())
     assert lines[0].y[-1] == pytest.approx(1.0)  # the full graph
     assert fig.layout.xaxis.type == "log"
+
+
+def test_known_circuit_figure_has_one_bar_per_edge_set_and_task():
+    torch.manual_seed(0)
+    model = HookedTransformer(tiny_cfg(n_layers=2, n_heads=2, dtype=torch.float64)).eval()
+    graph = build_graph(model)
+    heads = InductionHeads(previous_token=[(0, 1)], induction=[(1, 0)])
+    scores = torch.randn(graph.real.shape, dtype=torch.float64)
+    table = known_circuit_table(model, graph, heads, [make_pair()], scores)
+    both = pd.concat([table.assign(task="a"), table.assign(task="b", faithfulness=-0.5)])
+    fig = known_circuit_figure(both)
+    assert [tr.name for tr in fig.data] == ["a, corrupted", "b, corrupted"]
+    bars = fig.data[0]
+    assert list(bars.y) == list(VARIANTS)
+    assert list(bars.x) == pytest.approx(table.faithfulness.tolist())
+    n = table.set_index("variant").n_edges
+    assert bars.text[0].endswith(f"({n['core']} edges)")
+    assert fig.layout.xaxis.range[0] <= -0.8  # room for the negative bars' labels
+    assert "L0H1" in fig.layout.title.text and "L1H0" in fig.layout.title.text
+    with pytest.raises(ValueError, match="known_circuit"):
+        known_circuit_figure(table.drop(columns="faithfulness"))

@@ -27,7 +27,8 @@ def _graph(n_layers=3, n_heads=2):
 def test_variants_are_nested_and_hold_exactly_the_named_edges():
     g = _graph()
     heads = InductionHeads(previous_token=[(0, 1)], induction=[(1, 0), (2, 1)])
-    core, inputs, nodes = (circuit_edges(g, heads, v) for v in VARIANTS)
+    core, inputs, nodes, mlps = (circuit_edges(g, heads, v)
+                                 for v in ("core", "core+inputs", "nodes", "nodes+mlps"))
     names = {(g.sources[s].name, g.targets[t].name) for s, t in core.nonzero().tolist()}
     assert names == {("L0H1", "L1H0(k)"), ("L0H1", "L2H1(k)"),
                      ("L1H0", "logits"), ("L2H1", "logits")}
@@ -39,8 +40,34 @@ def test_variants_are_nested_and_hold_exactly_the_named_edges():
     assert nodes[g.source_index(1, 0), g.target_index(2, "v", 1)]
     assert nodes[g.source_index(0, 1), g.target_index(0, "logits")]
     assert not nodes[g.source_index(0, 0), g.target_index(2, "k", 1)]  # L0H0 is no member
+    # + every MLP as a relay: exactly the edges among the members, the MLPs, input and logits
+    assert bool((nodes <= mlps).all())
+    extra = {(g.sources[s].name, g.targets[t].name)
+             for s, t in (mlps & ~nodes).nonzero().tolist()}
+    members = {"input", "L0H1", "L1H0", "L2H1", "mlp0", "mlp1", "mlp2"}
+    assert all(s in members and t.split("(")[0] in members | {"logits"} for s, t in extra)
+    assert ("L0H1", "mlp0") in extra and ("mlp0", "L1H0(k)") in extra
+    assert ("mlp1", "L2H1(q)") in extra and ("mlp2", "logits") in extra
+    assert ("L1H0", "mlp1") in extra and ("mlp0", "mlp1") in extra
+    assert ("L0H0", "mlp0") not in extra and ("mlp0", "L1H1(k)") not in extra
+    assert len(extra) == int((mlps & ~nodes).sum())
     with pytest.raises(ValueError, match="variant"):
         circuit_edges(g, heads, "everything")
+
+
+def test_necessity_sets_are_the_full_graph_without_the_core_or_the_induction_outputs():
+    g = _graph()
+    heads = InductionHeads(previous_token=[(0, 1)], induction=[(1, 0), (2, 1)])
+    core = circuit_edges(g, heads, "core")
+    assert torch.equal(circuit_edges(g, heads, "all-but-core"), g.real & ~core)
+    out = circuit_edges(g, heads, "all-but-induction-out")
+    dropped = {(g.sources[s].name, g.targets[t].name)
+               for s, t in (g.real & ~out).nonzero().tolist()}
+    assert {s for s, _ in dropped} == {"L1H0", "L2H1"}
+    # every edge out of the two induction heads: L1H0 feeds layer 2's 6 inputs, mlp1, mlp2 and
+    # the logits; L2H1 feeds mlp2 and the logits
+    assert len(dropped) == 3 * 2 + 2 + 1 + 2
+    assert set(VARIANTS) >= {"all-but-core", "all-but-induction-out"}
 
 
 def test_edge_ranks_order_real_edges_by_signed_score():
