@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analyses.causal.edges.runs import ablation_of
 from analyses.figures.checks import require_columns
 from analyses.figures.template import COLORWAY, register
 from data.notation import parse_head
@@ -172,6 +173,8 @@ def faithfulness_figure(curve: pd.DataFrame, summary: pd.DataFrame,
     require_columns(summary, ["ranking", "cpr", "cmd"], "circuit_faithfulness table",
                     "run `attnlab circuit evaluate`")
     s = summary.set_index("ranking")
+    ablation = ablation_of(curve)
+    empty = "the corrupted run" if ablation == "corrupted" else "the empty circuit"
     words = []
     if "signed" in s.index:
         words.append(f"CPR {s.at['signed', 'cpr']:.3f} (signed)")
@@ -188,9 +191,9 @@ def faithfulness_figure(curve: pd.DataFrame, summary: pd.DataFrame,
     fig.add_hline(y=1.0, line={"dash": "dot", "color": "#888"})
     fig.add_hline(y=0.0, line={"dash": "dot", "color": "#888"})
     fig.update_layout(
-        title=f"{title}: {', '.join(words)}<br><sup>1 = the full model, 0 = the corrupted "
-              "run; other edges ablated with corrupted activations; CPR/CMD integrate the "
-              "linear budget axis (MIB)</sup>",
+        title=f"{title}: {', '.join(words)}<br><sup>1 = the full model, 0 = {empty}; other "
+              f"edges ablated with {ablation} activations; CPR/CMD integrate the linear budget "
+              "axis (MIB)</sup>",
         xaxis={"type": "log", "title": "edge budget (fraction of edges kept, log scale)"},
         yaxis={"title": "faithfulness"})
     return fig

@@ -1,7 +1,7 @@
 """The circuit report's edge-circuit sections: the run store's newest ``circuit discover`` run
 of the report's model and task (:mod:`analyses.causal.edges.runs`), its top edges (heads as
 ``L1H2``), the circuit graph, and, when the run was evaluated, the faithfulness curve with
-MIB's CPR and CMD.
+MIB's CPR and CMD and, on an induction task, the known induction circuit's edge sets.
 
 :func:`with_edge_circuit` appends them to a report :class:`~analyses.reports.page.Page`; a
 store without an edges run for that model and task leaves the page as it is.
@@ -13,12 +13,17 @@ import dataclasses
 
 import pandas as pd
 
-from analyses.causal.edges.runs import EdgeCircuit, latest_edge_circuit
+from analyses.causal.edges.runs import EdgeCircuit, ablation_of, latest_edge_circuit
 from analyses.causal.task_sets import model_note
-from analyses.figures.edges import circuit_graph, faithfulness_figure
+from analyses.figures.edges import circuit_graph, faithfulness_figure, known_circuit_figure
 from analyses.reports import page as pages
 from data.store import RunStore
 
+KNOWN_TEXT = ("The induction circuit with its heads found from attention patterns "
+              "(analyses.causal.edges.known): each edge set kept alone (faithfulness near 1: "
+              "sufficient), and the full graph without the core edges or without every edge out "
+              "of the induction heads (near 0: necessary). Ranks: the core edges' among all "
+              "edges by this run's scores.")
 TOP_EDGES = 20  # rows of the top-edges table
 GRAPH_BUDGET, GRAPH_MAX = 0.05, 80  # the graph: top 5% of edges, at most 80 (legibility)
 
@@ -43,7 +48,8 @@ def _summary_text(c: EdgeCircuit) -> str:
         n_pairs = int(s["n_pairs"].iloc[0]) if "n_pairs" in s.columns else None
         words.append(
             f"Evaluated in run `{c.eval_run}`" + (f" on {n_pairs} pairs" if n_pairs else "")
-            + ", every edge outside the circuit ablated with corrupted activations: "
+            + f", every edge outside the circuit ablated with {ablation_of(c.summary)} "
+            "activations: "
             f"CPR {s.at['signed', 'cpr']:.3f} (signed ranking, higher is better), "
             f"CMD {s.at['absolute', 'cmd']:.3f} (|score| ranking, lower is better).")
     else:
@@ -65,6 +71,14 @@ def edge_sections(c: EdgeCircuit, with_figures: bool = True) -> list[pages.Secti
             blocks.append(pages.Figure(faithfulness_figure(c.faithfulness, c.summary)))
         out.append(pages.Section("Edge circuit: faithfulness vs edge budget (MIB)",
                                  tuple(blocks)))
+    if c.known is not None:
+        cols = [k for k in ("variant", "n_edges", "faithfulness", "previous_token_heads",
+                            "induction_heads", "core_best_rank", "core_worst_rank")
+                if k in c.known.columns]
+        blocks = [pages.Text(KNOWN_TEXT), pages.Table(c.known[cols].round(4))]
+        if with_figures:
+            blocks.append(pages.Figure(known_circuit_figure(c.known)))
+        out.append(pages.Section("Known induction circuit", tuple(blocks)))
     if with_figures:
         k = graph_size(len(c.edges))
         out.append(pages.Section(f"Edge circuit graph (top {k} edges)",

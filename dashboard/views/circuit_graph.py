@@ -11,9 +11,15 @@ from __future__ import annotations
 import streamlit as st
 
 from analyses.causal.edges.faithfulness import MIB_BUDGETS
-from analyses.causal.edges.runs import edge_circuit
+from analyses.causal.edges.runs import ablation_of, edge_circuit
 from analyses.causal.task_sets import model_note
-from analyses.figures.edges import MAX_DRAWN, RANKINGS, circuit_graph, faithfulness_figure
+from analyses.figures.edges import (
+    MAX_DRAWN,
+    RANKINGS,
+    circuit_graph,
+    faithfulness_figure,
+    known_circuit_figure,
+)
 from dashboard import howto, readers
 from dashboard.charts import show
 from data.store import StoreError
@@ -32,10 +38,10 @@ ABLATION_WORDS = {"corrupted": "the corrupted prompts'",
                   "mean": "mean (per position, over the clean prompts)"}
 
 
-def ablation_of(curve) -> str:
+def ablation_words(curve) -> str:
     """How an evaluation ablated the edges outside its circuits, in words (a ``faithfulness``
     table without the ``ablation`` column predates mean ablation: corrupted)."""
-    name = curve.ablation.iloc[0] if "ablation" in curve.columns and len(curve) else "corrupted"
+    name = ablation_of(curve)
     return ABLATION_WORDS.get(name, name)
 
 
@@ -46,6 +52,14 @@ def _model_of(run_id: str | None) -> str | None:
         return readers.manifest(run_id).get("model")
     except StoreError:
         return None
+
+
+def _ablation_of_run(run_id: str) -> str:
+    """The ablation of evaluate run ``run_id``, from its manifest (old runs: corrupted)."""
+    try:
+        return str(readers.manifest(run_id).get("config", {}).get("ablation", "corrupted"))
+    except StoreError:
+        return "?"
 
 
 def render(prefer: str | None = None, key: str = "circuit_graph") -> None:
@@ -69,6 +83,10 @@ def render(prefer: str | None = None, key: str = "circuit_graph") -> None:
                           key=f"{key}_run", format_func=lambda r: f"{r}  ·  {models[r]}")
     try:
         c = edge_circuit(readers.store(), run_id)
+        if len(c.evaluations) > 1:  # e.g. one with corrupted and one with mean ablation
+            ev = st.selectbox("Evaluation", c.evaluations, key=f"{key}_eval",
+                              format_func=lambda r: f"{r}  ·  {_ablation_of_run(r)} ablation")
+            c = edge_circuit(readers.store(), run_id, ev)
     except StoreError as exc:
         howto.show_store_error(exc, "edges")
         return
@@ -101,6 +119,10 @@ def render(prefer: str | None = None, key: str = "circuit_graph") -> None:
                       f"{float(row.faithfulness.iloc[0]):.3f}")
         show(faithfulness_figure(c.faithfulness, c.summary), key=f"{key}_curve")
         st.caption(f"Evaluation run `{c.eval_run}`; edges outside the circuit ablated with "
-                   f"{ablation_of(c.faithfulness)} activations.")
+                   f"{ablation_words(c.faithfulness)} activations.")
+    if c.known is not None:
+        with st.expander("known induction circuit (heads from attention patterns)",
+                         expanded=True):
+            show(known_circuit_figure(c.known), key=f"{key}_known")
     with st.expander("top edges"):
         st.dataframe(c.edges.head(50), hide_index=True, width="stretch")

@@ -9,7 +9,7 @@ import pytest
 
 from data.store import RunStore
 from tests.dashboard.test_dashboard_pages import assert_clean, markdown_text, open_page
-from tests.support.edges import EDGES_RUN, EVAL_RUN, edge_store, edge_tables
+from tests.support.edges import EDGES_RUN, EVAL_RUN, EVAL_RUN_MEAN, edge_store, edge_tables
 from tests.support.store import build_fixture_store
 
 PAGE = "views/circuits.py"
@@ -83,9 +83,25 @@ def test_an_empty_store_shows_the_discover_command(tmp_path, monkeypatch):
 
 
 def test_the_ablation_is_named_and_old_runs_read_as_corrupted(tables):
-    from dashboard.views.circuit_graph import ablation_of
+    from dashboard.views.circuit_graph import ablation_words
 
     curve = tables["faithfulness"]
-    assert ablation_of(curve) == "the corrupted prompts'"
-    assert ablation_of(curve.drop(columns="ablation")) == "the corrupted prompts'"
-    assert ablation_of(curve.assign(ablation="mean")).startswith("mean (per position")
+    assert ablation_words(curve) == "the corrupted prompts'"
+    assert ablation_words(curve.drop(columns="ablation")) == "the corrupted prompts'"
+    assert ablation_words(curve.assign(ablation="mean")).startswith("mean (per position")
+
+
+def test_an_evaluation_can_be_picked_and_the_known_circuit_is_drawn(tmp_path, tables,
+                                                                   monkeypatch):
+    root = edge_store(tmp_path / "runs", tables, mean=True)
+    at = open_page(root, PAGE, monkeypatch)
+    assert_clean(at)
+    pick = at.selectbox(key="circuit_graph_eval")
+    assert pick.value == EVAL_RUN_MEAN and list(pick.options)[1].startswith(EVAL_RUN)
+    assert "ablated with mean (per position" in markdown_text(at)
+    assert any(t.startswith("Known induction circuit") and "L0H1" in t for t in _titles(at))
+    pick.set_value(EVAL_RUN).run()
+    assert_clean(at)
+    assert "ablated with the corrupted prompts' activations" in markdown_text(at)
+    cpr = tables["circuit_faithfulness"].set_index("ranking").at["signed", "cpr"]
+    assert any(f"CPR {cpr:.3f} (signed)" in t for t in _titles(at))

@@ -6,11 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analyses.causal.edges.runs import edge_circuit, latest_edge_circuit
+from analyses.causal.edges.runs import ablation_of, edge_circuit, latest_edge_circuit
 from analyses.reports import page as pages
 from analyses.reports.edge_section import graph_size, top_edges_table, with_edge_circuit
 from data.store import RunStore
-from tests.support.edges import EDGES_RUN, EVAL_RUN, MODEL, TASK, edge_store, edge_tables
+from tests.support.edges import (
+    EDGES_RUN,
+    EVAL_RUN,
+    EVAL_RUN_MEAN,
+    MODEL,
+    TASK,
+    edge_store,
+    edge_tables,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,12 @@ def test_sections_hold_the_top_edges_cpr_cmd_and_both_figures(store, tables):
     titles = [s.title for s in page.sections]
     assert titles == ["before", "Edge circuit (eap): top edges",
                       "Edge circuit: faithfulness vs edge budget (MIB)",
+                      "Known induction circuit",
                       f"Edge circuit graph (top {graph_size(110)} edges)"]
+    known = page.sections[3].blocks[1].df
+    assert known.variant.tolist() == tables["known_circuit"].variant.tolist()
+    assert known.faithfulness.tolist() == pytest.approx(
+        tables["known_circuit"].faithfulness.round(4).tolist())
     top = page.sections[1].blocks[1].df
     want = tables["edges"].nlargest(20, "score")
     assert top.source.tolist() == want.source.tolist()
@@ -49,7 +62,8 @@ def test_sections_hold_the_top_edges_cpr_cmd_and_both_figures(store, tables):
     text = page.sections[1].blocks[0].text
     assert f"CPR {s.at['signed', 'cpr']:.3f}" in text and f"CMD {s.at['absolute', 'cmd']:.3f}" \
         in text and EVAL_RUN in text
-    assert sum(isinstance(b, pages.Figure) for sec in page.sections for b in sec.blocks) == 2
+    assert "ablated with corrupted activations" in text
+    assert sum(isinstance(b, pages.Figure) for sec in page.sections for b in sec.blocks) == 3
     md = pages.render_markdown(with_edge_circuit(pages.Page("r"), store, MODEL, TASK,
                                                  with_figures=False))
     assert "## Edge circuit (eap): top edges" in md and f"| {top.source[0]} |" in md
@@ -65,6 +79,21 @@ def test_an_unevaluated_circuit_says_how_to_evaluate_it(tmp_path, tables):
         "Edge circuit (eap): top edges", f"Edge circuit graph (top {graph_size(110)} edges)"]
     assert f"attnlab circuit evaluate --run {run.run_id}" in page.sections[0].blocks[0].text
     assert with_edge_circuit(pages.Page("r"), s, MODEL, "ioi") == pages.Page("r")
+
+
+def test_each_evaluation_can_be_read_and_the_newest_is_the_default(tmp_path, tables):
+    s = RunStore(edge_store(tmp_path / "runs", tables, mean=True))
+    c = edge_circuit(s, EDGES_RUN)
+    assert c.evaluations == (EVAL_RUN_MEAN, EVAL_RUN) and c.eval_run == EVAL_RUN_MEAN
+    assert ablation_of(c.summary) == "mean" and c.known.equals(tables["known_circuit_mean"])
+    old = edge_circuit(s, EDGES_RUN, EVAL_RUN)
+    assert ablation_of(old.summary) == "corrupted" and old.known.equals(tables["known_circuit"])
+    assert edge_circuit(s, EVAL_RUN).eval_run == EVAL_RUN  # an evaluate run: that one
+    with pytest.raises(ValueError, match="no completed evaluation"):
+        edge_circuit(s, EDGES_RUN, EDGES_RUN)
+    text = with_edge_circuit(pages.Page("r"), s, MODEL, TASK).sections[0].blocks[0].text
+    assert "ablated with mean activations" in text
+    assert ablation_of(tables["faithfulness"].drop(columns="ablation")) == "corrupted"
 
 
 def test_top_edges_table_is_ranked_by_score(tables):
