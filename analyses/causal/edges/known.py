@@ -28,9 +28,9 @@ Two edge sets test necessity instead: the full graph without the ``core`` edges
 (``all-but-induction-out``). Kept alone, a circuit should score near 1 if it is sufficient;
 removed from the full graph, near 0 if it is necessary.
 
-Faithfulness is MIB's, with every other edge given its corrupted activation
-(:func:`analyses.causal.edges.faithfulness.circuit_metrics`); the ranks are the positions of
-the core edges among all edges by an attribution score (1 = top).
+Faithfulness is MIB's, every edge outside the set ablated with corrupted (default) or mean
+activations (:func:`analyses.causal.edges.faithfulness.circuit_metrics`); the ranks are the
+positions of the core edges among all edges by an attribution score (1 = top).
 """
 
 from __future__ import annotations
