@@ -14,8 +14,9 @@ and sublayer at once (z, q, k, v with AtP*'s q/k fix, attn_out, mlp_out:
 ``attribute_many``) against one forward + backward pass of the same prompts, and the peak
 memory of each sweep (allocations counted by ``torch.profiler``). Every run also prints the
 peak memory of that all-at-once attribution unchunked and split into chunks of
-``--chunk-pairs`` prompt pairs (``attribute_many(chunk_pairs=...)``, issue 18), beside the
-chunk size :func:`analyses.causal.attribution.pairs_per_chunk` picks for the 256 MB budget.
+``--chunk-pairs`` prompt pairs (``attribute_many(chunk_pairs=...)``, issue 18) and its wall
+time, beside the chunk size :func:`analyses.causal.attribution.pairs_per_chunk` picks for the
+256 MB budget (``--chunks-only``: only that).
 On SmolLM2 the hook-engine sweep is skipped (minutes; ``--hooks`` adds it) and
 TransformerLens' FLOPs are counted on one forward pass times the number of passes its sweep
 runs (one per head, plus its clean run).
@@ -30,6 +31,7 @@ Goal (issue 8): ours >= 20x faster than TL on CPU, <= 2x attribution.
     python benchmarks/patching.py --model organism --task ioi --n 1,8,32
     python benchmarks/patching.py --random   # a wider random model (d_model 192), random prompts
     python benchmarks/patching.py --model smollm2 --n 4 --repeats 1
+    python benchmarks/patching.py --model smollm2 --n 4,8 --chunk-pairs 1,2,4 --chunks-only
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def parse_args(argv=None):
                    "measure peak memory (default: on for smollm2)")
     p.add_argument("--chunk-pairs", default="1,4",
                    help="chunk sizes (prompt pairs) whose attribution peak memory is printed")
+    p.add_argument("--chunks-only", action="store_true",
+                   help="print only the chunked attribution's peak memory and wall time")
     p.add_argument("--random", action="store_true",
                    help="a random 4-layer model with d_model 192 (3x the organism's) and random "
                    "prompts (no checkpoint)")
@@ -196,24 +200,27 @@ def bench(model, pair, rounds: int, hooks: bool = True, attr_all: bool = False) 
     return Bench(times, out, flops(runs["ours"]), flops_tl, peaks)
 
 
-def chunk_peaks(model, pair, sizes) -> dict[str, float]:
-    """Peak MiB of attribution of every head and sublayer (AtP* q/k), whole and chunked."""
+def chunk_peaks(model, pair, sizes) -> dict[str, tuple[float, float]]:
+    """(peak MiB, wall s) of attribution of every head and sublayer (AtP* q/k), whole and
+    chunked; the time is one run outside the profiler (after the profiled one)."""
     from analyses.causal.attribution import attribute_many
     from analyses.causal.patching import PatchingConfig
 
     configs = [PatchingConfig(c) for c in ALL_COMPONENTS]
-    peaks = {"unchunked": peak_mb(lambda: attribute_many(model, pair, configs, qk_fix=True))}
-    for size in (s for s in sizes if s < pair.batch):
-        peaks[f"chunks of {size}"] = peak_mb(
-            lambda s=size: attribute_many(model, pair, configs, qk_fix=True, chunk_pairs=s))
-    return peaks
+    runs = {"unchunked": None} | {f"chunks of {s}": s for s in sizes if s < pair.batch}
+    out = {}
+    for key, size in runs.items():
+        fn = lambda s=size: attribute_many(model, pair, configs, qk_fix=True,  # noqa: E731
+                                           chunk_pairs=s)
+        out[key] = (peak_mb(fn), best_time(fn, 1))
+    return out
 
 
 def main(argv=None) -> None:
     import logging
     import warnings
 
-    from analyses.causal.attribution import correlation, pairs_per_chunk
+    from analyses.causal.attribution import correlation
 
     # Only raw metric values are compared here: the "normalised effects unreliable" warning
     # (random model) and TransformerLens' deprecation notice are noise in this output.
@@ -233,6 +240,11 @@ def main(argv=None) -> None:
     attr_all = big if args.attribution_all is None else args.attribution_all
     for n in (int(v) for v in str(args.n).split(",")):
         pair = random_pair(n) if args.random else task_pair(args.task, n, args.model)
+        if args.chunks_only:
+            print(f"\nmodel {label}; task {pair.task}; {pair.batch} pairs x {pair.n_pos} "
+                  f"tokens; threads {args.threads}")
+            print_chunks(model, pair, args.chunk_pairs)
+            continue
         r = bench(model, pair, args.repeats, hooks, attr_all)
         t, out = r.times, r.out
         cfg = model.cfg
@@ -259,10 +271,18 @@ def main(argv=None) -> None:
         print("peak memory allocated by torch: "
               + ", ".join(f"{k} {v:.1f} MiB" for k, v in r.peaks.items())
               + (" (tl: one run_with_cache)" if "tl" in r.peaks else ""))
-        sizes = [int(v) for v in str(args.chunk_pairs).split(",")]
-        print("peak memory of attribution, all heads/sublayers, by chunk: "
-              + ", ".join(f"{k} {v:.1f} MiB" for k, v in chunk_peaks(model, pair, sizes).items())
-              + f" (256 MB budget -> {pairs_per_chunk(model, pair.n_pos, 256.0)} pairs/chunk)")
+        print_chunks(model, pair, args.chunk_pairs)
+
+
+def print_chunks(model, pair, chunk_pairs: str) -> None:
+    """Print :func:`chunk_peaks` for the comma-separated sizes and ``pairs_per_chunk``'s."""
+    from analyses.causal.attribution import pairs_per_chunk
+
+    sizes = [int(v) for v in str(chunk_pairs).split(",")]
+    print("peak memory (wall time) of attribution, all heads/sublayers, by chunk: "
+          + ", ".join(f"{k} {mb:.1f} MiB ({s:.1f} s)"
+                      for k, (mb, s) in chunk_peaks(model, pair, sizes).items())
+          + f" (256 MB budget -> {pairs_per_chunk(model, pair.n_pos, 256.0)} pairs/chunk)")
 
 
 if __name__ == "__main__":

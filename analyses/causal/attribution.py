@@ -17,9 +17,10 @@ model without LayerNorm, where the logits are linear in z, v and the pattern).
 At scale (SmolLM2: every head's z, q, k, v and every attention/MLP sublayer at once),
 :func:`attribute_many` runs one forward pass on the source prompts and one forward + backward
 on the base prompts for all its sweeps together, per chunk of prompt pairs (``chunk_pairs``;
-memory is bounded by the chunk). The metric is a mean over prompts, so the full batch's
-effects and baselines are the prompt-count-weighted sums of the chunks'; GradDrop sums each
-dropped layer's effect over chunks before its absolute value: chunked equals unchunked.
+memory is bounded by the chunk; a chunk is scored alone through ``PatchPair.metric_rows``).
+The metric is a mean over prompts, so the full batch's effects and baselines are the
+prompt-count-weighted sums of the chunks'; GradDrop sums each dropped layer's effect over
+chunks before its absolute value: chunked equals unchunked.
 ``qk_fix=True`` applies AtP*'s fix for query and key patches (Kramár et al. 2024;
 :mod:`analyses.causal.attribution_qk`): the attention softmax of the patched head is
 recomputed exactly instead of linearised.
@@ -114,7 +115,10 @@ def attribute_many(
     ``chunk_pairs``: run at most this many prompt pairs per forward+backward (memory is
     bounded by the chunk, not the dataset; :func:`pairs_per_chunk` sizes one to a budget).
     The result is the unchunked one (up to float rounding); the metric must then return one
-    value per prompt, computed from that prompt's output row alone. None: one chunk.
+    value per prompt, computed from that prompt's output row alone. None: one chunk. A chunk
+    is scored by ``pair.metric_rows`` when set (``pair_from_task`` sets it); otherwise its
+    output is zero-padded to the full batch for ``pair.metric``: (batch, pos, ...) without
+    ``score_pos``, which the chunk does not bound.
     """
     model = unwrap(model)
     runner = make_runner(model, pair)
@@ -166,9 +170,14 @@ def pairs_per_chunk(model, n_pos: int, memory_budget_mb: float) -> int:
     An estimate: a pair costs ``n_layers`` times one row of
     :func:`analyses.causal.batched.rows_per_pass` (one layer's transient tensors plus the
     logits), as the backward pass keeps every layer's. It counts the logits once per layer, so
-    it is conservative for large vocabularies. Measured (``benchmarks/patching.py``, every head
-    and sublayer with AtP*'s q/k fix): organism, 15 tokens, 0.56 MB/pair estimated, 0.57 MiB
-    per pair peak at 32 pairs.
+    it is conservative for large vocabularies. It omits a cost that chunking cannot lower:
+    TransformerLens' gated MLP and unembedding copy their weights (``.T.contiguous()``) every
+    forward pass and the backward pass keeps the copies. Measured (``benchmarks/patching.py``,
+    every head and sublayer with AtP*'s q/k fix): 6-layer organism, IOI, 15 tokens, 0.84
+    MB/pair estimated, 0.83 MiB per pair peak at 32 pairs (26.4 MiB); SmolLM2 (Q4_1), IOI,
+    16 tokens, 208 MB/pair estimated (the 6 MB of logits counted 30 times), 39 MiB per
+    pair measured over a fixed ~512 MiB (1 pair: 551 MiB, 8 pairs: 825 MiB), so no chunk
+    size meets a 256 MB budget there.
     """
     model = unwrap(model)
     return max(1, rows_per_pass(model, n_pos, memory_budget_mb) // model.cfg.n_layers)
@@ -216,30 +225,40 @@ class _Sweep:
 def _chunk_pair(pair: PatchPair, rows: slice) -> PatchPair:
     """The prompts at ``rows`` as a pair whose metric is their share of the full batch's mean.
 
-    ``pair.metric`` is written for the whole batch (e.g. it reads each prompt's answer by row),
-    so it gets a full-batch output whose other rows are zero and only ``rows``' values are
-    kept: (batch, ...) at the scored positions with ``score_pos``, else (batch, pos, ...).
+    With ``pair.metric_rows`` the chunk is scored on its own output, (chunk, ...): memory is
+    bounded by the chunk. Otherwise ``pair.metric`` is written for the whole batch (e.g. it
+    reads each prompt's answer by row), so it gets a full-batch output whose other rows are
+    zero and only ``rows``' values are kept: (batch, ...) at the scored positions with
+    ``score_pos``, else (batch, pos, ...).
     """
+    n_rows = rows.stop - rows.start
+    if pair.metric_rows is not None:
+        own, expected, keep = pair.metric_rows(rows), n_rows, slice(None)
+    else:
+        own, expected, keep = None, pair.batch, rows
 
     def metric(out: torch.Tensor) -> torch.Tensor:  # out: (chunk, ...), scored as pair.score
-        pad = out.shape[1:]
-        full = torch.cat([out.new_zeros(rows.start, *pad), out,
-                          out.new_zeros(pair.batch - rows.stop, *pad)])
-        values = torch.as_tensor(pair.metric(full))
-        if values.ndim == 0 or values.shape[0] != pair.batch:
+        if own is not None:
+            values = torch.as_tensor(own(out))
+        else:
+            pad = out.shape[1:]
+            values = torch.as_tensor(pair.metric(torch.cat([
+                out.new_zeros(rows.start, *pad), out,
+                out.new_zeros(pair.batch - rows.stop, *pad)])))
+        if values.ndim == 0 or values.shape[0] != expected:
             raise ValueError(
                 f"metric {pair.metric_name!r} returned shape {tuple(values.shape)}, not one "
-                f"value per prompt ({pair.batch},): chunked attribution needs per-prompt "
+                f"value per prompt ({expected},): chunked attribution needs per-prompt "
                 "values to combine chunks exactly; return one value per prompt or pass "
                 "chunk_pairs=None")
-        return values[rows].float().sum() / values.numel()
+        return values[keep].float().sum() / pair.batch
 
     def part(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t[rows]
 
     return dataclasses.replace(pair, clean=pair.clean[rows], corrupted=pair.corrupted[rows],
                                metric=metric, attention_mask=part(pair.attention_mask),
-                               score_pos=part(pair.score_pos))
+                               score_pos=part(pair.score_pos), metric_rows=None)
 
 
 def attribute(model, pair: PatchPair, config: PatchingConfig, qk_fix: bool = False,

@@ -23,6 +23,7 @@ the same results (tests compare every granularity against it to 1e-4 in fp32).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +101,11 @@ class PatchPair:
     # is handed the output at these positions only, (batch, ...) without the pos axis, and
     # the fast engine computes the last block there only.
     score_pos: torch.Tensor | None = None
+    # Optional: rows -> the metric of the prompts at those rows alone (it gets their output,
+    # (rows, ...), and returns one value per prompt there). Chunked attribution
+    # (analyses.causal.attribution) scores a chunk with it; without it, the chunk's output is
+    # zero-padded to the full batch for ``metric``. pair_from_task sets it.
+    metric_rows: Callable[[slice], Metric] | None = None
 
     def __post_init__(self) -> None:
         if self.clean.shape != self.corrupted.shape or self.clean.ndim != 2:
@@ -110,6 +116,9 @@ class PatchPair:
             )
         if not callable(self.metric):
             raise ValueError("metric must be a function of the model output")
+        if self.metric_rows is not None and not callable(self.metric_rows):
+            raise ValueError("metric_rows must be a function of a slice of prompt rows "
+                             "returning their metric, or None")
         if self.score_pos is not None:
             sp = self.score_pos
             if sp.shape != (self.batch,) or sp.dtype != torch.long or \
@@ -137,14 +146,30 @@ def pair_from_task(dataset, metric: Metric | None = None) -> PatchPair:
     """A :class:`PatchPair` from a ``data.tasks.TaskDataset`` (metric: its logit difference).
 
     The metric sees the output rows of the dataset in order, so any function of
-    ``(logits, dataset)`` can be wrapped the same way.
+    ``(logits, dataset)`` can be wrapped the same way. With the default metric the pair also
+    scores any rows alone (``metric_rows``: the logit difference of those rows' answers), so
+    chunked attribution never builds a full-batch output.
     """
     from data.tasks import logit_diff
 
-    fn = metric or (lambda logits: logit_diff(logits, dataset))
-    return PatchPair(dataset.clean_tokens, dataset.corrupted_tokens, fn, task=dataset.name,
-                     metric_name="logit_diff" if metric is None else "custom",
-                     score_pos=dataset.last_pos if metric is None else None)
+    if metric is not None:
+        return PatchPair(dataset.clean_tokens, dataset.corrupted_tokens, metric,
+                         task=dataset.name, metric_name="custom")
+
+    def metric_rows(rows: slice) -> Metric:
+        part = task_rows(dataset, rows)
+        return lambda logits: logit_diff(logits, part)
+
+    return PatchPair(dataset.clean_tokens, dataset.corrupted_tokens,
+                     lambda logits: logit_diff(logits, dataset), task=dataset.name,
+                     score_pos=dataset.last_pos, metric_rows=metric_rows)
+
+
+def task_rows(dataset, rows: slice):
+    """The items of a ``data.tasks.TaskDataset`` at ``rows`` (every per-item field sliced)."""
+    return dataclasses.replace(dataset, **{
+        f.name: getattr(dataset, f.name)[rows] for f in dataclasses.fields(dataset)
+        if isinstance(getattr(dataset, f.name), (torch.Tensor, tuple))})
 
 
 class Baselines(NamedTuple):

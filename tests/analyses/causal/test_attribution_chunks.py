@@ -1,14 +1,19 @@
 """Chunked attribution patching (``attribute_many(..., chunk_pairs=...)``) equals the unchunked
 run: plain, AtP*'s q/k fix and GradDrop, with uneven chunks (so a chunk-count-weighted mean of
-chunk means, instead of the prompt-weighted one, would show)."""
+chunk means, instead of the prompt-weighted one, would show), through both ways of scoring a
+chunk: the pair's own ``metric_rows`` (task pairs; no full-batch tensor) and the zero-padded
+full-batch fallback (custom metrics)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
 from analyses.causal.attribution import attribute_many, chunk_slices, pairs_per_chunk
-from analyses.causal.patching import PatchingConfig, PatchPair
+from analyses.causal.patching import PatchingConfig, PatchPair, pair_from_task
+from data.tasks import TaskDataset, logit_diff
 from tests.support.tiny import make_pair, padded_batch, tiny_encoder, tiny_variant
 
 SIZES = (1, 2, 3)  # over 5 pairs: 5 x 1, 2 + 2 + 1, 3 + 2
@@ -120,3 +125,77 @@ def test_chunk_slices_and_budget(llama):
     small, large = pairs_per_chunk(llama, 64, 1.0), pairs_per_chunk(llama, 64, 64.0)
     assert 1 <= small < large  # a larger budget, more pairs per chunk
     assert pairs_per_chunk(llama, 64, 1e-6) == 1  # never fewer than one pair
+
+
+def task_dataset(batch: int = 5, n_pos: int = 6, d_vocab: int = 50, seed: int = 5):
+    """A hand-made task: random prompts, one swapped token, a different answer pair and
+    scored position per row (so scoring a chunk with another chunk's rows shows)."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(1, d_vocab, (batch, n_pos), generator=g)
+    corrupted = clean.clone()
+    corrupted[:, 1] = (clean[:, 1] + 1 + torch.randint(0, d_vocab - 2, (batch,), generator=g)) \
+        % (d_vocab - 1) + 1
+    answers = torch.randperm(d_vocab - 1, generator=g)[:2 * batch].view(2, batch) + 1
+    words = tuple(f"w{i}" for i in range(batch))
+    return TaskDataset("hand", seed, clean, corrupted, answers[0], answers[1],
+                       torch.tensor([5, 3, 4, 2, 5][:batch]), words, words, words, words, words)
+
+
+def test_task_pair_scores_rows_alone():
+    """metric_rows(rows) on those rows' logits is the full metric's values at rows, and not
+    another chunk's (the rows' answers and scored positions differ)."""
+    ds = task_dataset()
+    pair = pair_from_task(ds)
+    logits = torch.randn(5, 6, 50, generator=torch.Generator().manual_seed(0))
+    full = logit_diff(logits, ds)
+    for rows in (slice(1, 4), slice(4, 5), slice(0, 2)):
+        assert torch.allclose(pair.metric_rows(rows)(logits[rows]), full[rows])
+        last = logits[torch.arange(5), ds.last_pos][rows]  # (rows, d_vocab): score_pos applied
+        assert torch.allclose(pair.metric_rows(rows)(last), full[rows])
+    assert not torch.allclose(pair.metric_rows(slice(0, 3))(logits[1:4]), full[1:4])
+    custom = pair_from_task(ds, metric=lambda out: out[:, -1, 0])
+    assert custom.metric_rows is None and custom.score_pos is None  # unchanged: padded path
+
+
+@pytest.mark.parametrize("scored", [True, False])
+@pytest.mark.parametrize("qk_fix,grad_drop", [(False, False), (True, False), (True, True)])
+def test_task_pair_chunked_equals_whole(llama, qk_fix, grad_drop, scored):
+    """Through metric_rows, chunked == unchunked; the full-batch metric is never called."""
+    pair = pair_from_task(task_dataset())
+    if not scored:  # the metric gets (chunk, pos, d_vocab), reading each row's last_pos
+        pair = dataclasses.replace(pair, score_pos=None)
+    configs = [PatchingConfig(c.component, c.per_position) for c in CONFIGS]
+    whole = attribute_many(llama, pair, configs, qk_fix=qk_fix, grad_drop=grad_drop)
+    assert max(float(r.values.abs().max()) for r in whole) > 1e-3  # something to compare
+
+    def no_full_batch(out):
+        raise AssertionError(f"full-batch metric called on {tuple(out.shape)}")
+
+    seen = []
+
+    def metric_rows(rows):  # the task's, checking it gets the chunk's rows only
+        own = pair.metric_rows(rows)
+
+        def metric(out):
+            assert out.shape[0] == rows.stop - rows.start
+            assert out.ndim == (2 if scored else 3)
+            seen.append((rows.start, rows.stop))
+            return own(out)
+        return metric
+
+    guarded = dataclasses.replace(pair, metric=no_full_batch, metric_rows=metric_rows)
+    for size in SIZES:
+        seen.clear()
+        _check_equal(attribute_many(llama, guarded, configs, qk_fix=qk_fix,
+                                    grad_drop=grad_drop, chunk_pairs=size), whole)
+        chunks = [(r.start, r.stop) for r in chunk_slices(5, size)]
+        assert sorted(set(seen)) == chunks and len(seen) == 2 * len(chunks)  # base + source
+
+
+def test_metric_rows_must_give_one_value_per_row(llama):
+    pair = pair_from_task(task_dataset())
+    bad = dataclasses.replace(pair, metric_rows=lambda rows: lambda out: out[:, 0].mean())
+    with pytest.raises(ValueError, match=r"not one value per prompt \(2,\)"):
+        attribute_many(llama, bad, [PatchingConfig("z")], chunk_pairs=2)
+    with pytest.raises(ValueError, match="metric_rows must be a function"):
+        dataclasses.replace(pair, metric_rows=3)
