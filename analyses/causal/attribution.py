@@ -50,7 +50,7 @@ from analyses.causal.attribution_graddrop import (
     gate_names,
 )
 from analyses.causal.attribution_qk import QK, qk_effects, qk_names
-from analyses.causal.batched import reduce_metric, rows_per_pass
+from analyses.causal.batched import layer_floats, logit_floats, reduce_metric
 from analyses.causal.fast import component_heads
 from analyses.causal.patching import (
     Baselines,
@@ -167,20 +167,26 @@ def chunk_slices(batch: int, chunk_pairs: int | None) -> list[slice]:
 def pairs_per_chunk(model, n_pos: int, memory_budget_mb: float) -> int:
     """Prompt pairs per chunk of :func:`attribute_many` within ``memory_budget_mb`` (>= 1).
 
-    An estimate: a pair costs ``n_layers`` times one row of
-    :func:`analyses.causal.batched.rows_per_pass` (one layer's transient tensors plus the
-    logits), as the backward pass keeps every layer's. It counts the logits once per layer, so
-    it is conservative for large vocabularies. It omits a cost that chunking cannot lower:
+    The budget bounds the memory that grows with the chunk, estimated per pair as what the
+    backward pass keeps in every layer (one layer's transient tensors,
+    :func:`analyses.causal.batched.layer_floats`), plus what attribution records in every
+    layer for the widest sweep (clean and corrupted activations and the gradient of z, q, k,
+    v, attn_out and mlp_out), plus the logits and their gradient once. One forward+backward
+    also has a fixed cost that no chunk size lowers and the budget does not count:
     TransformerLens' gated MLP and unembedding copy their weights (``.T.contiguous()``) every
-    forward pass and the backward pass keeps the copies. Measured (``benchmarks/patching.py``,
-    every head and sublayer with AtP*'s q/k fix): 6-layer organism, IOI, 15 tokens, 0.84
-    MB/pair estimated, 0.83 MiB per pair peak at 32 pairs (26.4 MiB); SmolLM2 (Q4_1), IOI,
-    16 tokens, 208 MB/pair estimated (the 6 MB of logits counted 30 times), 39 MiB per
-    pair measured over a fixed ~512 MiB (1 pair: 551 MiB, 8 pairs: 825 MiB), so no chunk
-    size meets a 256 MB budget there.
+    forward pass and the backward pass keeps the copies. Measured (``benchmarks/patching.py
+    --chunks-only``, every head and sublayer with AtP*'s q/k fix; issue 18): SmolLM2 (Q4_1),
+    IOI, 16 tokens, 53 MiB per pair estimated, 39 MiB measured over a fixed ~512 MiB
+    (chunks of 1 / 2 / 4: 551 / 591 / 669 MiB); 6-layer organism, IOI, 15 tokens, 0.99 MiB
+    estimated, 0.83 MiB per pair measured (32 pairs: 26.4 MiB).
     """
     model = unwrap(model)
-    return max(1, rows_per_pass(model, n_pos, memory_budget_mb) // model.cfg.n_layers)
+    cfg = model.cfg
+    itemsize = torch.finfo(cfg.dtype).bits // 8
+    recorded = 3 * (4 * cfg.n_heads * cfg.d_head + 2 * cfg.d_model)  # acts x 2, grads
+    per_pair = (cfg.n_layers * n_pos * (layer_floats(cfg, n_pos) + recorded)
+                + logit_floats(model, n_pos)) * itemsize
+    return max(1, int(memory_budget_mb * 2**20 // per_pair))
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,23 @@ def rows_per_pass(model, n_pos: int, memory_budget_mb: float, scored: bool = Fal
     """
     cfg = model.cfg
     itemsize = torch.finfo(cfg.dtype).bits // 8
-    d_mlp = (cfg.d_mlp or 0) * (2 if getattr(cfg, "gated_mlp", False) else 1)
-    d_out = getattr(cfg, "d_vocab_out", cfg.d_vocab) if hasattr(model, "unembed") else 0
-    per_pos = 3 * d_mlp + 10 * cfg.d_model + 3 * cfg.n_heads * n_pos
-    per_row = n_pos * per_pos + 2 * d_out * (1 if scored else n_pos)
+    per_row = n_pos * layer_floats(cfg, n_pos) + logit_floats(model, 1 if scored else n_pos)
     return max(1, int(memory_budget_mb * 2**20 // (per_row * itemsize)))
+
+
+def layer_floats(cfg, n_pos: int) -> int:
+    """Floats of one layer's largest transient tensors, per row and position (attention
+    scores and pattern, MLP hidden (gated: gate and input), residual-sized temporaries)."""
+    d_mlp = (cfg.d_mlp or 0) * (2 if getattr(cfg, "gated_mlp", False) else 1)
+    return 3 * d_mlp + 10 * cfg.d_model + 3 * cfg.n_heads * n_pos
+
+
+def logit_floats(model, n_scored: int) -> int:
+    """Floats of the logits and one more vocabulary-sized tensor per row, at ``n_scored``
+    positions (0 for a model without an unembedding)."""
+    d_out = getattr(model.cfg, "d_vocab_out", model.cfg.d_vocab) if hasattr(model, "unembed") \
+        else 0
+    return 2 * d_out * n_scored
 
 
 def reduce_metric(value: torch.Tensor) -> torch.Tensor:

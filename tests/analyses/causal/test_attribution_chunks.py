@@ -199,3 +199,20 @@ def test_metric_rows_must_give_one_value_per_row(llama):
         attribute_many(llama, bad, [PatchingConfig("z")], chunk_pairs=2)
     with pytest.raises(ValueError, match="metric_rows must be a function"):
         dataclasses.replace(pair, metric_rows=3)
+
+
+def test_the_chunk_size_estimate_is_conservative_within_4x(llama):
+    """pairs_per_chunk's per-pair estimate against the measured growth of peak memory with
+    the pairs of one pass (every head and sublayer, the q/k fix: the widest sweep)."""
+    from benchmarks.patching import peak_mb
+
+    configs = [PatchingConfig(c) for c in ("z", "q", "k", "v", "attn_out", "mlp_out")]
+    n_pos = 12
+    peaks = {b: peak_mb(lambda b=b: attribute_many(llama, make_pair(batch=b, n_pos=n_pos),
+                                                    configs, qk_fix=True))
+             for b in (2, 10)}
+    per_pair = (peaks[10] - peaks[2]) / 8  # MiB each pair adds
+    assert per_pair > 0
+    budget = 20 * per_pair  # measured: 20 pairs fit
+    fits = pairs_per_chunk(llama, n_pos, budget)
+    assert 20 / 4 <= fits <= 20, (per_pair, fits)
