@@ -23,10 +23,14 @@ The circuit as edge sets, each containing the one before (:data:`VARIANTS`):
   MLPs (on the organism EAP-IG ranks mlp0 -> the induction keys and mlp1..5 -> logits among
   its top edges), so this is the circuit with every MLP allowed as a relay.
 
-Two edge sets test necessity instead: the full graph without the ``core`` edges
+Three edge sets are the full graph without some edges: without the ``core`` edges
 (``all-but-core``) and without every edge out of the induction heads
-(``all-but-induction-out``). Kept alone, a circuit should score near 1 if it is sufficient;
-removed from the full graph, near 0 if it is necessary.
+(``all-but-induction-out``) test necessity (near 0 if the removed edges are needed); without
+every edge out of the other heads of the circuit's layers (``all-but-other-heads``: layers up
+to the last induction head's, heads neither previous-token nor induction) bounds every
+circuit built on these heads: it keeps all the rest of the model, so a set of the circuit's
+heads with any downstream route seldom does better. Kept alone, a circuit should score near 1
+if it is sufficient.
 
 Faithfulness is MIB's, every edge outside the set ablated with corrupted (default) or mean
 activations (:func:`analyses.causal.edges.faithfulness.circuit_metrics`); the ranks are the
@@ -48,7 +52,7 @@ from data.notation import head_label
 from probes.head_scores import HeadScoreConfig, head_scores
 
 VARIANTS = ("core", "core+inputs", "nodes", "nodes+mlps", "all-but-core",
-            "all-but-induction-out")
+            "all-but-induction-out", "all-but-other-heads")
 Head = tuple[int, int]
 
 
@@ -113,11 +117,18 @@ def circuit_edges(graph: EdgeGraph, heads: InductionHeads, variant: str) -> torc
 
 def _complement(graph: EdgeGraph, heads: InductionHeads, variant: str) -> torch.Tensor:
     """The full graph without the core edges, or without every edge out of the induction
-    heads."""
+    heads, or out of the other heads of the circuit's layers."""
     if variant == "all-but-core":
         return graph.real & ~circuit_edges(graph, heads, "core")
+    if variant == "all-but-induction-out":
+        dropped = heads.induction
+    else:
+        members = set(heads.previous_token + heads.induction)
+        last = max(la for la, _ in heads.induction)
+        dropped = [(la, h) for la in range(last + 1) for h in range(graph.n_heads)
+                   if (la, h) not in members]
     drop = torch.zeros_like(graph.real)
-    drop[[graph.source_index(la, h) for la, h in heads.induction]] = True
+    drop[[graph.source_index(la, h) for la, h in dropped]] = True
     return graph.real & ~drop
 
 

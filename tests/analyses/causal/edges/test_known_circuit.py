@@ -67,7 +67,14 @@ def test_necessity_sets_are_the_full_graph_without_the_core_or_the_induction_out
     # every edge out of the two induction heads: L1H0 feeds layer 2's 6 inputs, mlp1, mlp2 and
     # the logits; L2H1 feeds mlp2 and the logits
     assert len(dropped) == 3 * 2 + 2 + 1 + 2
-    assert set(VARIANTS) >= {"all-but-core", "all-but-induction-out"}
+    others = circuit_edges(g, heads, "all-but-other-heads")
+    dropped = {(g.sources[s].name, g.targets[t].name)
+               for s, t in (g.real & ~others).nonzero().tolist()}
+    # the heads of layers 0-2 that are neither L0H1 nor an induction head: L0H0 (feeds layers
+    # 1-2's 12 inputs, 3 MLPs, logits), L1H1 (layer 2's 6, 2 MLPs, logits), L2H0 (mlp2, logits)
+    assert {s for s, _ in dropped} == {"L0H0", "L1H1", "L2H0"}
+    assert len(dropped) == (12 + 3 + 1) + (6 + 2 + 1) + (1 + 1)
+    assert set(VARIANTS) >= {"all-but-core", "all-but-induction-out", "all-but-other-heads"}
 
 
 def test_edge_ranks_order_real_edges_by_signed_score():
