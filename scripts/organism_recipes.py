@@ -85,6 +85,7 @@ def main() -> None:
     p.add_argument("--p-complete", type=float, default=corpus.REASONING_COMPLETE_P)
     p.add_argument("--p-complete-after", type=float, default=None)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=TrainConfig.warmup, help="learning-rate warmup")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
@@ -101,7 +102,8 @@ def main() -> None:
     mix = dict(zip(FAMILIES, (float(x) for x in a.mix.split(","))))
     mc = ModelConfig(n_layers=a.layers, d_model=a.d_model, n_heads=a.heads,
                      d_mlp=4 * a.d_model, n_ctx=a.ctx)
-    tc = TrainConfig(steps=a.steps, lr=a.lr, mix=mix, curriculum_steps=a.curriculum,
+    tc = TrainConfig(steps=a.steps, lr=a.lr, warmup=a.warmup, mix=mix,
+                     curriculum_steps=a.curriculum,
                      lookup_steps=a.lookup_end, seed=a.seed,
                      reasoning_rows="v1" if a.reasoning == "old" else "dense")
     world = make_world(tc.world_seed, tc.n_people)

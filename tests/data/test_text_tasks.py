@@ -163,7 +163,7 @@ def test_missing_package_is_one_clear_error(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", default_tasks("smollm2"))
 def test_smollm2_does_its_default_tasks(smollm2, name):
-    ds = load_task(name, n=100, seed=0, model="smollm2")
+    ds = load_task(name, n=50, seed=0, model="smollm2")
     with torch.no_grad():
         logits = smollm2.model(ds.clean_tokens)  # (batch, pos, d_vocab)
     assert accuracy(logits, ds) >= 0.6
