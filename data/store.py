@@ -409,9 +409,8 @@ class RunStore:
         return status
 
     def list_runs(self) -> pd.DataFrame:
-        """One row per run folder, newest first (by start time, ties by run id); unreadable
-        runs appear with status 'corrupt' (a manifest that is not JSON, or a field of the wrong
-        type) and the reason in 'error'.
+        """One row per run folder, newest first; unreadable runs appear with status 'corrupt'
+        (a manifest that is not JSON, or a field of the wrong type) and the reason in 'error'.
         """
         cols = ["run_id", "command", "model", "status", "started_at", "ended_at", "tables",
                 "error"]
@@ -434,9 +433,9 @@ class RunStore:
         import pandas as pd
 
         df = pd.DataFrame(rows, columns=cols)
-        # runs started in the same second: the later run id (its time stamp, then its name)
-        return df.sort_values(["started_at", "run_id"], ascending=False,
-                              na_position="last").reset_index(drop=True)
+        return df.sort_values("started_at", ascending=False, na_position="last").reset_index(
+            drop=True
+        )
 
     def find_runs(self, table: str, model: str | None = None) -> list[Run]:
         """Completed runs (newest first) that hold ``table`` (and used ``model`` if given)."""

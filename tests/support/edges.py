@@ -10,6 +10,7 @@ a previous-token and L1H0 as an induction head), written as ``attnlab circuit`` 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -59,7 +60,9 @@ def edge_store(root: str | Path, tables: dict[str, pd.DataFrame] | None = None,
     with store.start_run("circuit-discover", MODEL, config, run_id=EDGES_RUN) as run:
         run.write_table("edges", tables["edges"])
     evals = [("corrupted", "", EVAL_RUN)] + ([("mean", "_mean", EVAL_RUN_MEAN)] if mean else [])
-    for ablation, suffix, run_id in evals:
+    for i, (ablation, suffix, run_id) in enumerate(evals):
+        if i:  # the store orders runs by their start time, to the second: start a newer one
+            time.sleep(1.05)
         config = {"source_run": EDGES_RUN, "task": TASK, "method": "eap", "n": 3, "seed": 0,
                   "ablation": ablation, "batch_size": 16}
         with store.start_run("circuit-evaluate", MODEL, config, run_id=run_id) as run:
