@@ -30,6 +30,7 @@ the ABC prompt); :func:`accuracy` = top-1 accuracy on the clean answer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -89,6 +90,12 @@ class TaskDataset:
     @property
     def n_pos(self) -> int:
         return self.clean_tokens.shape[1]
+
+    def rows(self, rows: slice) -> TaskDataset:
+        """The items at ``rows`` (every per-item field, tensors and tuples, sliced)."""
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), (torch.Tensor, tuple))})
 
 
 def _model_tasks(model: str) -> tuple[str, ...]:

@@ -17,10 +17,6 @@ rounding. Metrics that are not a mean over pairs cannot be sharded this way.
 
 from __future__ import annotations
 
-import dataclasses
-
-import torch
-
 from analyses.causal.patching import (
     Baselines,
     PatchingConfig,
@@ -37,14 +33,7 @@ def shard_task(dataset):
     info = rank_info()
     if not info.distributed:
         return dataset
-    sl = shard_range(len(dataset), info).as_slice()
-    fields = {}
-    for f in dataclasses.fields(dataset):
-        value = getattr(dataset, f.name)
-        if torch.is_tensor(value) or isinstance(value, tuple):
-            value = value[sl]
-        fields[f.name] = value
-    return dataclasses.replace(dataset, **fields)
+    return dataset.rows(shard_range(len(dataset), info).as_slice())
 
 
 def merge_ranks(result: PatchingResult, pair: PatchPair, config: PatchingConfig,

@@ -18,14 +18,12 @@ items), and a sweep already run on the same pairs can be passed in (``sweeps``).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import pandas as pd
-import torch
 
 from analyses.causal.ablation import AblationConfig, ablated_forward, heads, replacement_values
 from analyses.causal.patching import PatchingConfig, pair_from_task, patch
@@ -142,9 +140,7 @@ def first_items(dataset, n: int | None):
     """The first ``n`` items of a ``data.tasks.TaskDataset`` (all of them when n is None)."""
     if n is None or n >= len(dataset):
         return dataset
-    fields = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset)}
-    return dataclasses.replace(dataset, **{k: v[:n] for k, v in fields.items()
-                                           if isinstance(v, (torch.Tensor, tuple))})
+    return dataset.rows(slice(0, n))
 
 
 def _pair(ds, metric):

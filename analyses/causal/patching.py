@@ -23,7 +23,6 @@ the same results (tests compare every granularity against it to 1e-4 in fp32).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,19 +156,13 @@ def pair_from_task(dataset, metric: Metric | None = None) -> PatchPair:
                          task=dataset.name, metric_name="custom")
 
     def metric_rows(rows: slice) -> Metric:
-        part = task_rows(dataset, rows)
+        part = dataset.rows(rows)
         return lambda logits: logit_diff(logits, part)
 
     return PatchPair(dataset.clean_tokens, dataset.corrupted_tokens,
                      lambda logits: logit_diff(logits, dataset), task=dataset.name,
                      score_pos=dataset.last_pos, metric_rows=metric_rows)
 
-
-def task_rows(dataset, rows: slice):
-    """The items of a ``data.tasks.TaskDataset`` at ``rows`` (every per-item field sliced)."""
-    return dataclasses.replace(dataset, **{
-        f.name: getattr(dataset, f.name)[rows] for f in dataclasses.fields(dataset)
-        if isinstance(getattr(dataset, f.name), (torch.Tensor, tuple))})
 
 
 class Baselines(NamedTuple):

@@ -48,3 +48,15 @@ def test_bad_input_errors():
     ds = load_task("recall", n=4)
     with pytest.raises(ValueError, match="logits must be"):
         logit_diff(torch.zeros(3, ds.n_pos, 10), ds)
+
+
+def test_rows_slices_every_per_item_field_together():
+    ds = load_task("ioi", n=7, seed=3)
+    part = ds.rows(slice(2, 5))
+    assert len(part) == 3 and part.name == ds.name and part.seed == ds.seed
+    for name in ("clean_tokens", "corrupted_tokens", "answer_ids", "corrupted_answer_ids",
+                 "last_pos"):
+        assert torch.equal(getattr(part, name), getattr(ds, name)[2:5])
+    for name in ("clean_prompts", "corrupted_prompts", "answers", "corrupted_answers",
+                 "variants"):
+        assert getattr(part, name) == getattr(ds, name)[2:5]

@@ -6,7 +6,6 @@ corrupted outputs; both read them here, from the hook points of :func:`graph.sou
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -48,10 +47,5 @@ def task_chunks(dataset, batch_size: int) -> list[PatchPair]:
     (memory is bounded by the chunk: EAP keeps (source, batch, pos, d_model) per chunk)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    fields = [f.name for f in dataclasses.fields(dataset)]
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        cut = {k: getattr(dataset, k)[start:start + batch_size] for k in fields
-               if isinstance(getattr(dataset, k), (torch.Tensor, tuple))}
-        out.append(pair_from_task(dataclasses.replace(dataset, **cut)))
-    return out
+    return [pair_from_task(dataset.rows(slice(start, start + batch_size)))
+            for start in range(0, len(dataset), batch_size)]
