@@ -21,9 +21,10 @@ from data.store import RunStore
 
 KNOWN_TEXT = ("The induction circuit with its heads found from attention patterns "
               "(analyses.causal.edges.known): each edge set kept alone (faithfulness near 1: "
-              "sufficient), and the full graph without the core edges or without every edge out "
-              "of the induction heads (near 0: necessary). Ranks: the core edges' among all "
-              "edges by this run's scores.")
+              "sufficient); the full graph without the core edges or without every edge out of "
+              "the induction heads (near 0: necessary); and the full graph without the other "
+              "heads of the circuit's layers (a practical ceiling for circuits on the found "
+              "heads). Ranks: the core edges' among all edges by this run's scores.")
 TOP_EDGES = 20  # rows of the top-edges table
 GRAPH_BUDGET, GRAPH_MAX = 0.05, 80  # the graph: top 5% of edges, at most 80 (legibility)
 

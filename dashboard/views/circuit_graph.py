@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analyses.causal.edges.faithfulness import MIB_BUDGETS
-from analyses.causal.edges.runs import ablation_of, edge_circuit
+from analyses.causal.edges.runs import ablation_of, edge_circuit, evaluations_of
 from analyses.causal.task_sets import model_note
 from analyses.figures.edges import (
     MAX_DRAWN,
@@ -54,14 +54,6 @@ def _model_of(run_id: str | None) -> str | None:
         return None
 
 
-def _ablation_of_run(run_id: str) -> str:
-    """The ablation of evaluate run ``run_id``, from its manifest (old runs: corrupted)."""
-    try:
-        return str(readers.manifest(run_id).get("config", {}).get("ablation", "corrupted"))
-    except StoreError:
-        return "?"
-
-
 def render(prefer: str | None = None, key: str = "circuit_graph") -> None:
     """Pick an edges run of the model of run ``prefer`` (any model without one; ``prefer``
     itself when it holds edges) and draw its circuit; never another model's edges."""
@@ -82,11 +74,14 @@ def render(prefer: str | None = None, key: str = "circuit_graph") -> None:
     run_id = st.selectbox("Edges run", ids, index=ids.index(prefer) if prefer in ids else 0,
                           key=f"{key}_run", format_func=lambda r: f"{r}  ·  {models[r]}")
     try:
-        c = edge_circuit(readers.store(), run_id)
-        if len(c.evaluations) > 1:  # e.g. one with corrupted and one with mean ablation
-            ev = st.selectbox("Evaluation", c.evaluations, key=f"{key}_eval",
-                              format_func=lambda r: f"{r}  ·  {_ablation_of_run(r)} ablation")
-            c = edge_circuit(readers.store(), run_id, ev)
+        store = readers.store()
+        ablations = {r.run_id: str(r.manifest.get("config", {}).get("ablation", "corrupted"))
+                     for r in evaluations_of(store, run_id)}  # old runs: corrupted
+        ev = None
+        if len(ablations) > 1:  # e.g. one with corrupted and one with mean ablation
+            ev = st.selectbox("Evaluation", list(ablations), key=f"{key}_eval",
+                              format_func=lambda r: f"{r}  ·  {ablations[r]} ablation")
+        c = edge_circuit(store, run_id, ev)
     except StoreError as exc:
         howto.show_store_error(exc, "edges")
         return

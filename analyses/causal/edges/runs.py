@@ -55,9 +55,8 @@ def edge_circuit(store: RunStore, edges_run: str, eval_run: str | None = None) -
     """The edge circuit of a discover run, or of an evaluate run (its source run is read),
     with evaluation ``eval_run`` (default: the evaluate run given, else the newest)."""
     run = store.open_run(edges_run)
-    if eval_run is None and not run.has_table("edges"):
-        eval_run = edges_run
     if not run.has_table("edges"):
+        eval_run = eval_run or edges_run
         source = _config(run).get("source_run")
         if not isinstance(source, str):
             raise ValueError(f"run {edges_run} has no 'edges' table and names no source run: "
