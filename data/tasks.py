@@ -142,7 +142,7 @@ def load_task(name: str, n: int = 200, seed: int = 0, world: World | None = None
         return _text_task(name, n, seed, model)
     world = world if world is not None else organism_world()
     items = make_items(name, n, seed, world)
-    w2i = {w: i for i, w in enumerate(world.vocab)}
+    w2i = world.word_ids
     t = encode_items(items, w2i)
     n_pos = t.clean.shape[1]
     return TaskDataset(

@@ -110,7 +110,7 @@ def main() -> None:
     torch.manual_seed(tc.seed)
     net = OrganismNet(mc, len(world.vocab))
     opt = _optimizer(net, tc)
-    w2i = {w: i for i, w in enumerate(world.vocab)}
+    w2i = world.word_ids
     items = {f: encode_items(make_items(f, 256 if f == "reasoning" else 64, EVAL_SEED, world),
                              w2i) for f in FAMILIES}
     start = time.perf_counter()

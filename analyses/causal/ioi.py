@@ -112,7 +112,7 @@ def organism_name_ids(model) -> set[int]:
     from data.tasks import organism_world
 
     world = organism_world()
-    w2i = {w: i for i, w in enumerate(world.vocab)}
+    w2i = world.word_ids
     return {w2i[n] for n in world.names}
 
 

@@ -29,7 +29,7 @@ def fresh_evaluation(forward: Callable[[torch.Tensor], torch.Tensor], world: Wor
     """Model and baseline accuracy of every family on ``n`` items of each of ``seeds``."""
     if n < 1 or not seeds:
         raise ValueError(f"need n >= 1 and at least one seed, got n={n}, seeds={list(seeds)}")
-    w2i = {w: i for i, w in enumerate(world.vocab)}
+    w2i = world.word_ids
     rows = []
     for seed in seeds:
         for family in FAMILIES:

@@ -56,7 +56,7 @@ def hop_accuracies(forward: Callable[[torch.Tensor], torch.Tensor], world: World
     """Each probe's accuracy on ``n`` held-out contexts; ``forward``: tokens -> logits."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    w2i = {w: i for i, w in enumerate(world.vocab)}
+    w2i = world.word_ids
     out = []
     for probe in PROBES:
         rng = random.Random(f"hops-{probe}-{seed}")

@@ -51,7 +51,7 @@ def make_batch(
     ``reasoning_rows``: how reasoning rows are written (``corpus.REASONING_ROWS``).
     """
     rng = random.Random(f"batch-{seed}-{step}")
-    word_to_id = {w: i for i, w in enumerate(world.vocab)}
+    word_to_id = world.word_ids
     families = rng.choices(TRAIN_FAMILIES, weights=[mix.get(f, 0.0) for f in TRAIN_FAMILIES],
                            k=batch_size)
     rows = [[BOS, *training_row(rng, world, f, n_ctx - 1, reasoning_rows)]

@@ -92,7 +92,7 @@ class _Evaluator:
 
     def __init__(self, world, mc: ModelConfig, tc: TrainConfig,
                  callbacks: Sequence[dynamics.CheckpointCallback]) -> None:
-        w2i = {w: i for i, w in enumerate(world.vocab)}
+        w2i = world.word_ids
         self.items = {f: encode_items(make_items(f, tc.n_eval, EVAL_SEED, world), w2i)
                       for f in FAMILIES}
         self.fixed = dynamics.eval_rows(world, mc, tc)

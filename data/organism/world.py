@@ -114,6 +114,11 @@ class World:
             raise ValueError("the lexicon has duplicate words")
         return words
 
+    @cached_property
+    def word_ids(self) -> dict[str, int]:
+        """Each word's token id (its index in :attr:`vocab`)."""
+        return {w: i for i, w in enumerate(self.vocab)}
+
 
 def make_world(seed: int = 0, n_people: int = 300) -> World:
     """The world of ``seed`` with ``n_people`` people."""
