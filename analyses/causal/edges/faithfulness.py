@@ -40,6 +40,7 @@ from analyses.causal.edges.means import add_sources, positional_means
 from analyses.causal.edges.ranks import global_count, global_means
 from analyses.causal.edges.sources import run_sources
 from analyses.causal.patching import PatchPair
+from probes.models import unwrap
 
 MIB_BUDGETS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 RANKINGS = ("signed", "absolute")
@@ -91,6 +92,14 @@ class CircuitMetrics(NamedTuple):
     ablation: str  # corrupted | mean
 
 
+def _run(model: Any, graph: EdgeGraph, tokens: torch.Tensor, sources: bool):
+    """(output, every source's output or None) of one no-grad forward on ``tokens``."""
+    if sources:
+        return run_sources(model, graph, tokens)
+    with torch.no_grad():
+        return unwrap(model)(tokens), None
+
+
 def _is_empty(graph: EdgeGraph, keep: torch.Tensor) -> bool:
     return not bool((keep.bool() & graph.real).any())
 
@@ -113,18 +122,21 @@ def circuit_metrics(model: Any, graph: EdgeGraph, keeps: Sequence[torch.Tensor],
     prepared = []
     clean_m = corr_m = 0.0
     total = None
+    mean = ablation == "mean"
     for pair in pairs:
         w = pair.batch / n_total
-        corr_out, corr = run_sources(model, graph, pair.corrupted)
-        clean_out, clean = run_sources(model, graph, pair.clean)
+        # the sources of one run only: the corrupted run's are the ablation (corrupted), the
+        # clean run's go into the means (mean)
+        corr_out, corr = _run(model, graph, pair.corrupted, sources=not mean)
+        clean_out, clean = _run(model, graph, pair.clean, sources=mean)
         clean_m += w * float(reduce_metric(pair.score(clean_out)))
         corr_m += w * float(reduce_metric(pair.score(corr_out)))
-        if ablation == "mean":
-            total, corr = add_sources(total, clean), None  # the chunk's sources are not kept
+        if mean:
+            total = add_sources(total, clean)  # the chunk's sources are not kept
         prepared.append((pair, corr, w))
     keeps, n_asked = list(keeps), len(keeps)
     empty_at = next((i for i, k in enumerate(keeps) if _is_empty(graph, k)), None)
-    if ablation == "mean":
+    if mean:
         means = positional_means(total, n_total, clean.dtype)  # (source, 1, pos, d_model)
         prepared = [(p, means, w) for p, _, w in prepared]
         if empty_at is None:
